@@ -1,0 +1,290 @@
+/* leaseq core: the sans-IO state machine of queues, lanes, jobs, leases and worker sessions.
+ *
+ * No sockets, no storage, no clock, no randomness of its own: time arrives as `now_ms`
+ * (milliseconds on the broker clock, monotonic within a process), randomness comes from the
+ * seed in the config, and every durable effect goes out as an event in `lq_events` that the
+ * caller (the broker shell, or the simulator) must apply in order.
+ *
+ * Contract with the caller:
+ *  - Events appended to an lq_events are valid until the caller clears it; strings inside them
+ *    point either into core-owned memory (queue, lane and tenant names: valid until the core is
+ *    destroyed) or into the request that caused them (last_error of a nack, idem_key of an
+ *    enqueue: valid until that call's events are consumed).
+ *  - Store events (JOB_PUT, JOB_UPDATE, JOB_DELETE) must be written in the order given, in
+ *    batches that commit in order. A new job is PENDING (never dispatched) until the caller
+ *    reports its batch durable with lq_core_commit_done().
+ *  - lq_core_tick() must be called after every round of requests (once per loop iteration)
+ *    and no later than the time it returns: it fires timers and serves parked dequeues.
+ *  - Single-threaded: one caller at a time.
+ */
+#ifndef LQ_CORE_H
+#define LQ_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lq_err.h"
+
+#define LQ_NAME_MAX 200           /* bytes in a queue, lane, tenant or worker name */
+#define LQ_LANES_MAX 16           /* lanes per queue */
+#define LQ_QUEUES_MAX 4096
+#define LQ_DEQUEUE_MAX 256        /* jobs granted by one dequeue */
+#define LQ_DEQUEUE_QUEUES_MAX 16  /* queues named by one dequeue */
+#define LQ_ERROR_TEXT_MAX 1024    /* bytes of a nack's error text that are kept */
+#define LQ_TIME_NEVER UINT64_MAX
+
+/* A byte string that is not NUL-terminated. */
+typedef struct {
+    const char *ptr;
+    uint32_t len;
+} lq_str;
+
+#define LQ_STR_NULL ((lq_str){NULL, 0})
+lq_str lq_str_c(const char *s); /* from a C string (NULL -> empty) */
+bool lq_str_eq(lq_str a, lq_str b);
+
+/* Values equal the wire JobState. PENDING never leaves the broker. */
+typedef enum {
+    LQ_STATE_READY = 1,
+    LQ_STATE_LEASED = 2,
+    LQ_STATE_DELAYED = 3,
+    LQ_STATE_DONE = 4,
+    LQ_STATE_DEAD = 5,
+    LQ_STATE_EXPIRED = 6,
+    LQ_STATE_PURGED = 7,
+    LQ_STATE_CANCELLED = 8,
+    LQ_STATE_PENDING = 9, /* enqueued, its batch not yet durable */
+} lq_job_state;
+
+/* Why a leased job went back to ready (or dead). */
+typedef enum {
+    LQ_REQUEUE_LEASE_EXPIRED = 1,
+    LQ_REQUEUE_SESSION_STALLED = 2,
+    LQ_REQUEUE_CONN_CLOSED = 3,
+    LQ_REQUEUE_NACK = 4,
+} lq_requeue_reason;
+
+const char *lq_requeue_reason_name(lq_requeue_reason r); /* "lease_expired", ... */
+
+/* The durable description of a job: what JOB_PUT carries and what recovery feeds back.
+ * Headers and payload are the shell's business and never enter the core. */
+typedef struct {
+    uint64_t id;
+    uint64_t seq;           /* order of arrival; a requeued job keeps it (front of the line) */
+    int64_t priority;       /* lower is served first */
+    uint64_t enqueued_ms;
+    uint64_t not_before_ms; /* 0 = now */
+    uint64_t deadline_ms;   /* absolute; 0 = none */
+    uint32_t attempts;      /* deliveries so far */
+    uint32_t max_attempts;
+    uint32_t payload_len;
+    uint8_t state;          /* lq_job_state as it is once durable: READY, DELAYED or DEAD */
+    lq_str queue, lane, tenant, idem_key, last_error;
+} lq_job_rec;
+
+typedef struct {
+    uint64_t seed;                  /* lease tokens and backoff jitter */
+    uint32_t default_lease_ms;      /* 30000 */
+    uint32_t max_lease_ms;          /* 43200000 (12 h) */
+    uint32_t default_max_attempts;  /* 10: deliveries before dead-letter */
+    uint32_t backoff_base_ms;       /* 1000: first retry delay after a nack */
+    uint32_t backoff_max_ms;        /* 300000: cap of the exponential backoff */
+    uint32_t heartbeat_misses;      /* 3: silence of misses x interval stalls a session */
+    uint32_t max_sessions;          /* 65536 */
+    uint32_t max_parked;            /* 65536: parked dequeues at once */
+} lq_core_config;
+
+void lq_core_config_default(lq_core_config *cfg);
+
+typedef struct lq_core lq_core;
+
+/* *out is owned by the caller; free it with lq_core_destroy. */
+lq_err lq_core_create(const lq_core_config *cfg, lq_core **out);
+void lq_core_destroy(lq_core *core);
+
+/* ---- events ---------------------------------------------------------------------------- */
+
+typedef enum {
+    LQ_EV_JOB_PUT = 1,      /* store a new job record (+ the request's headers and payload) */
+    LQ_EV_JOB_UPDATE,       /* rewrite state/attempts/not_before/last_error of a stored job */
+    LQ_EV_JOB_DELETE,       /* remove a stored job and its payload; final_state says why */
+    LQ_EV_LEASE,            /* a parked dequeue was granted a lease */
+    LQ_EV_WAITER_DONE,      /* a parked dequeue is complete: reply now (maybe with no jobs) */
+    LQ_EV_REQUEUED,         /* informational: a leased job went back (reason) */
+    LQ_EV_DEAD,             /* informational: a job was dead-lettered (reason text) */
+    LQ_EV_SESSION_STALLED,  /* informational: a worker session missed its heartbeats */
+} lq_ev_type;
+
+typedef struct {
+    uint64_t job_id;
+    uint64_t token;        /* changes on every grant; ack/nack/extend must present it */
+    uint64_t expires_ms;
+    uint64_t enqueued_ms;
+    int64_t priority;
+    uint32_t attempt;      /* 1 on the first delivery */
+    uint32_t session;
+    lq_str queue, lane, tenant; /* core-owned */
+} lq_lease;
+
+typedef struct {
+    lq_ev_type type;
+    uint64_t job_id;
+    union {
+        lq_job_rec put;                                  /* JOB_PUT */
+        struct {
+            uint8_t state;
+            uint32_t attempts;
+            uint64_t not_before_ms;
+            lq_str last_error;
+        } update;                                        /* JOB_UPDATE */
+        struct { uint8_t final_state; } del;             /* JOB_DELETE */
+        struct { uint64_t waiter; lq_lease lease; } lease; /* LEASE */
+        struct { uint64_t waiter; } waiter_done;         /* WAITER_DONE */
+        struct { uint8_t reason; uint32_t session; } requeued; /* REQUEUED */
+        struct { lq_str reason; } dead;                  /* DEAD */
+        struct { uint32_t session; uint32_t leases_requeued; } stalled; /* SESSION_STALLED */
+    } u;
+} lq_ev;
+
+/* A growable vector owned by the caller; the core only appends. */
+typedef struct {
+    lq_ev *v;
+    size_t n, cap;
+} lq_events;
+
+void lq_events_init(lq_events *ev);
+void lq_events_clear(lq_events *ev); /* n = 0, keeps memory */
+void lq_events_free(lq_events *ev);
+
+/* ---- configuration --------------------------------------------------------------------- */
+
+typedef struct {
+    lq_str name;
+    uint32_t weight; /* 0 = only when every other lane of the queue is empty */
+} lq_lane_cfg;
+
+/* Fixes the lanes of a queue (creating it if needed). A configured queue refuses enqueues to
+ * lanes it does not list (NOT_FOUND); an unconfigured queue creates lanes on first use with
+ * weight 1. Reconfiguring keeps existing jobs; lanes can be added or reweighted, not removed
+ * while they hold jobs (INVALID_ARGUMENT). */
+lq_err lq_core_configure_queue(lq_core *core, lq_str queue, const lq_lane_cfg *lanes, uint32_t n_lanes);
+
+/* ---- producers ------------------------------------------------------------------------- */
+
+typedef struct {
+    lq_str queue;
+    lq_str lane;        /* empty = "default" */
+    lq_str tenant;      /* empty = the shared tenant */
+    lq_str idem_key;
+    int64_t priority;
+    uint64_t delay_ms;  /* relative to now */
+    uint64_t deadline_ms; /* relative to now; 0 = none */
+    uint32_t max_attempts; /* 0 = config default */
+    uint32_t payload_len;
+} lq_enqueue_req;
+
+/* Creates a PENDING job and emits its JOB_PUT. INVALID_ARGUMENT for bad names,
+ * NOT_FOUND for an unknown lane of a configured queue. */
+lq_err lq_core_enqueue(lq_core *core, uint64_t now_ms, const lq_enqueue_req *req,
+                       uint64_t *job_id, lq_events *ev);
+
+/* The batch holding job_id's JOB_PUT committed (durable = true: the job becomes READY or
+ * DELAYED) or failed (durable = false: the job is forgotten, nothing was stored). */
+void lq_core_commit_done(lq_core *core, uint64_t now_ms, uint64_t job_id, bool durable, lq_events *ev);
+
+/* ---- workers --------------------------------------------------------------------------- */
+
+typedef struct {
+    lq_str worker_id;      /* empty for plain producers/admin connections */
+    uint32_t heartbeat_ms; /* 0 = no heartbeats: leases expire per job */
+} lq_session_opts;
+
+/* Every connection has a session; leases belong to it. */
+lq_err lq_core_session_open(lq_core *core, uint64_t now_ms, const lq_session_opts *opts, uint32_t *session);
+/* The connection closed: every lease of the session is requeued at the front of its lane at
+ * once (REQUEUED with CONN_CLOSED), its parked dequeues are dropped without WAITER_DONE. */
+void lq_core_session_close(lq_core *core, uint64_t now_ms, uint32_t session, lq_events *ev);
+/* Renews every lease of the session. A stalled session that speaks again starts clean. */
+lq_err lq_core_heartbeat(lq_core *core, uint64_t now_ms, uint32_t session, uint32_t *leases_held);
+
+typedef struct {
+    const lq_str *queues;
+    uint32_t n_queues;   /* 1..LQ_DEQUEUE_QUEUES_MAX; served in turn */
+    uint32_t max_jobs;   /* 0 = 1; capped at LQ_DEQUEUE_MAX */
+    uint32_t wait_ms;    /* > 0: park when nothing is ready */
+    uint32_t lease_ms;   /* 0 = config default; capped at max_lease_ms */
+    uint32_t session;
+    uint64_t waiter;     /* caller's handle for a parked request, unique among live ones */
+} lq_dequeue_req;
+
+/* Grants up to max_jobs leases into out[] (capacity max_jobs, *n_out set). With none ready and
+ * wait_ms > 0 the request is parked (*parked = true): later LEASE events for `waiter`, then
+ * exactly one WAITER_DONE (at the latest when wait_ms has passed). Parked requests are served
+ * in arrival order. Unknown queues are created, so workers may start before producers. */
+lq_err lq_core_dequeue(lq_core *core, uint64_t now_ms, const lq_dequeue_req *req,
+                       lq_lease *out, uint32_t *n_out, bool *parked, lq_events *ev);
+
+/* Drops a parked dequeue without a WAITER_DONE (its connection went away). */
+void lq_core_waiter_cancel(lq_core *core, uint64_t waiter);
+
+/* Completes a lease: JOB_DELETE (final_state DONE). A token that is not the job's current one
+ * gives LEASE_LOST; an id never issued gives NOT_FOUND. */
+lq_err lq_core_ack(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t token, lq_events *ev);
+
+typedef struct {
+    lq_str error;       /* kept as last_error (truncated to LQ_ERROR_TEXT_MAX) */
+    bool dead;          /* dead-letter now */
+    bool delay_set;     /* retry after delay_ms instead of the exponential backoff */
+    uint64_t delay_ms;
+} lq_nack_opts;
+
+/* Gives a lease back: DELAYED with backoff (or delay_ms), at the front of its lane once due;
+ * DEAD if asked or once attempts reached max_attempts. *state_out = DELAYED/READY/DEAD. */
+lq_err lq_core_nack(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t token,
+                    const lq_nack_opts *opts, uint8_t *state_out, lq_events *ev);
+
+/* Moves the lease's expiry to now + lease_ms. */
+lq_err lq_core_extend(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t token,
+                      uint32_t lease_ms, uint64_t *expires_ms);
+
+/* ---- time ------------------------------------------------------------------------------ */
+
+/* Fires everything due at now_ms: lease expiries (requeue to the front, or dead past the
+ * delivery limit), delayed jobs becoming ready, stalled sessions, parked dequeues whose wait
+ * ran out; then serves parked dequeues from ready jobs. Returns the next time it must be
+ * called, or LQ_TIME_NEVER. */
+uint64_t lq_core_tick(lq_core *core, uint64_t now_ms, lq_events *ev);
+
+/* ---- inspection ------------------------------------------------------------------------ */
+
+typedef struct {
+    lq_str queue, lane;
+    uint32_t weight;
+    uint64_t ready, leased, delayed, dead, pending;
+} lq_lane_stats;
+
+typedef void (*lq_lane_stats_fn)(void *ctx, const lq_lane_stats *s);
+
+/* Calls fn once per lane of `queue` (len 0: of every queue, in creation order).
+ * NOT_FOUND for a named queue that does not exist. */
+lq_err lq_core_stats(const lq_core *core, lq_str queue, lq_lane_stats_fn fn, void *ctx);
+
+/* State of a job the core still holds (not done/deleted): LQ_OK or NOT_FOUND. */
+lq_err lq_core_job_state(const lq_core *core, uint64_t job_id, uint8_t *state);
+
+/* Counters the shell persists with every batch so ids and sequence numbers are never reused. */
+void lq_core_counters(const lq_core *core, uint64_t *next_id, uint64_t *next_seq);
+
+/* ---- recovery -------------------------------------------------------------------------- */
+
+/* Feeds one stored job back in (before any other call). READY or LEASED records come back
+ * READY, DELAYED ones DELAYED (READY if due), DEAD ones DEAD. Strings are copied. */
+lq_err lq_core_restore_job(lq_core *core, uint64_t now_ms, const lq_job_rec *rec);
+/* Ends recovery; the counters are the larger of the stored ones and what the jobs imply. */
+void lq_core_restore_finish(lq_core *core, uint64_t now_ms, uint64_t next_id, uint64_t next_seq);
+
+/* Debug builds and tests: walks every structure and asserts its invariants (O(n)). */
+void lq_core_check(const lq_core *core);
+
+#endif

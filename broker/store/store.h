@@ -1,0 +1,94 @@
+/* leaseq store: the durable truth, in LMDB.
+ *
+ * Databases: "jobs" (id -> versioned, checksummed job record with its headers),
+ * "payloads" (id -> raw bytes; a state change never rewrites a payload), "meta" (format
+ * version, next_id, next_seq). Keys are 64-bit ids in big-endian so cursors walk in id order.
+ *
+ * Threads: lq_store_commit() runs on the committer thread; the read functions and
+ * lq_store_usage() run on the loop thread. Open, load and close run before/after both.
+ */
+#ifndef LQ_STORE_H
+#define LQ_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../core/core.h"
+
+typedef enum {
+    LQ_SYNC_FULL = 0,     /* every commit is synced before it is reported (default) */
+    LQ_SYNC_PERIODIC = 1, /* commits unsynced; the committer syncs every periodic_sync_ms */
+    LQ_SYNC_NONE = 2,     /* never synced by leaseq; the OS writes back when it likes */
+} lq_sync_mode;
+
+/* "full" / "periodic" / "none" -> mode; LQ_E_INVALID_ARGUMENT otherwise. */
+lq_err lq_sync_mode_parse(const char *s, lq_sync_mode *out);
+
+typedef struct {
+    const char *dir;          /* created if missing */
+    uint64_t map_size_bytes;  /* LMDB map size; 0 = 1 GiB */
+    lq_sync_mode sync;
+    uint32_t periodic_sync_ms; /* 0 = 100 */
+} lq_store_opts;
+
+typedef struct lq_store lq_store;
+
+/* *out owned by the caller; close with lq_store_close. LQ_E_CORRUPT if the format version is
+ * unknown, LQ_E_IO for filesystem/LMDB failures. */
+lq_err lq_store_open(const lq_store_opts *opts, lq_store **out);
+void lq_store_close(lq_store *st);
+lq_sync_mode lq_store_sync_mode(const lq_store *st);
+
+/* Calls fn for every stored job in id order; rec's strings are valid only during the call.
+ * A record failing its checksum stops the load with LQ_E_CORRUPT. Sets the stored counters
+ * (0, 0 for a new store). */
+typedef lq_err (*lq_store_load_fn)(void *ctx, const lq_job_rec *rec);
+lq_err lq_store_load(lq_store *st, lq_store_load_fn fn, void *ctx, uint64_t *next_id, uint64_t *next_seq);
+
+/* ---- batches: one loop iteration's mutations, committed in one transaction ---------------- */
+
+typedef struct lq_batch lq_batch;
+
+lq_batch *lq_batch_create(void); /* owner: caller, lq_batch_destroy; NULL on OOM */
+void lq_batch_destroy(lq_batch *b);
+void lq_batch_reset(lq_batch *b); /* empties it, keeps its memory for reuse */
+uint32_t lq_batch_count(const lq_batch *b); /* operations queued */
+
+/* Each call copies what it is given, so the caller's buffers may be reused at once.
+ * headers: opaque bytes stored with the record (the shell's encoding). */
+lq_err lq_batch_put_job(lq_batch *b, const lq_job_rec *rec, const void *headers, uint32_t headers_len,
+                        const void *payload, uint32_t payload_len);
+lq_err lq_batch_update_job(lq_batch *b, uint64_t id, uint8_t state, uint32_t attempts,
+                           uint64_t not_before_ms, lq_str last_error);
+lq_err lq_batch_delete_job(lq_batch *b, uint64_t id);
+void lq_batch_set_counters(lq_batch *b, uint64_t next_id, uint64_t next_seq);
+
+/* Applies the batch in one write transaction and syncs per the mode.
+ * If the map is full, the transaction is retried without the batch's put_job operations and
+ * *puts_dropped is set: the other operations still land (acks, nacks keep working).
+ * LQ_E_STORAGE_FULL if even that does not fit; LQ_E_IO on other failures (nothing applied). */
+lq_err lq_store_commit(lq_store *st, lq_batch *b, bool *puts_dropped);
+
+/* Forces written data to disk (used by the periodic mode). */
+lq_err lq_store_sync(lq_store *st);
+
+/* ---- reads (loop thread) ---------------------------------------------------------------- */
+
+typedef struct {
+    lq_job_rec rec;           /* strings point into the map */
+    const uint8_t *headers;
+    uint32_t headers_len;
+    const uint8_t *payload;
+    uint32_t payload_len;
+} lq_job_view;
+
+/* Opens (or renews) the loop thread's read snapshot; later commits are not visible in it until
+ * the next read_begin. Everything a view points to is valid until lq_store_read_end. */
+lq_err lq_store_read_begin(lq_store *st);
+lq_err lq_store_get_job(lq_store *st, uint64_t id, lq_job_view *out); /* NOT_FOUND if absent */
+void lq_store_read_end(lq_store *st);
+
+/* Bytes in use (pages in use x page size) and the map size: the fill ratio for watermarks. */
+lq_err lq_store_usage(lq_store *st, uint64_t *used_bytes, uint64_t *map_bytes);
+
+#endif

@@ -1,0 +1,182 @@
+/* libleaseq: the C client of the leaseq broker.
+ *
+ * Every call is blocking, takes a timeout in milliseconds (> 0; a call never waits longer) and
+ * returns a leaseq_err. A handle is one TCP connection and is not thread-safe: use one handle
+ * per thread. When the connection breaks, the next call reconnects (exponential backoff with
+ * jitter, bounded by that call's timeout); a call whose request may have been sent before the
+ * break returns LEASEQ_E_CONNECTION and is not retried by the library, because an enqueue may
+ * have been stored (use an idempotency key to retry safely).
+ *
+ * Ownership: the library never keeps pointers to caller memory after a call returns. Buffers
+ * it returns are owned by the caller and freed with the matching leaseq_*_free function.
+ */
+#ifndef LEASEQ_H
+#define LEASEQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 0..13 are the broker's wire error codes; 100+ happen in the client. */
+typedef enum {
+    LEASEQ_OK = 0,
+    LEASEQ_E_INVALID_ARGUMENT = 1,
+    LEASEQ_E_NOT_FOUND = 2,
+    LEASEQ_E_LEASE_LOST = 3,
+    LEASEQ_E_QUEUE_FULL = 4,
+    LEASEQ_E_STORAGE_FULL = 5,
+    LEASEQ_E_DRAINING = 6,
+    LEASEQ_E_UNAUTHENTICATED = 7,
+    LEASEQ_E_PERMISSION_DENIED = 8,
+    LEASEQ_E_FRAME_TOO_LARGE = 9,
+    LEASEQ_E_PROTOCOL_ERROR = 10,
+    LEASEQ_E_DEADLINE_EXCEEDED = 11, /* the broker's wait ran out, or this call's timeout did */
+    LEASEQ_E_INTERNAL = 12,
+    LEASEQ_E_UNAVAILABLE = 13,
+    LEASEQ_E_CONNECTION = 100, /* could not connect, or the connection broke mid-call */
+    LEASEQ_E_NOMEM = 101,
+} leaseq_err;
+
+/* Static name such as "LEASE_LOST". */
+const char *leaseq_strerror(leaseq_err e);
+
+typedef struct leaseq leaseq;
+
+typedef struct {
+    const char *client_name;   /* shown in broker logs; NULL = "libleaseq" */
+    const char *token;         /* auth token; NULL = none */
+    const char *worker_id;     /* non-NULL: this connection is a worker session */
+    uint32_t heartbeat_ms;     /* worker sessions: heartbeat interval promised to the broker */
+    uint32_t connect_timeout_ms; /* 0 = 5000 */
+    uint32_t max_payload_bytes;  /* largest payload accepted from the broker; 0 = 16 MiB */
+} leaseq_opts;
+
+/* addr: "HOST:PORT" (IPv4, IPv6 in brackets, or a name) or "unix:/path". opts may be NULL.
+ * Connects and says hello within connect_timeout_ms. *out is owned by the caller:
+ * leaseq_close. On failure *out is NULL and the error is returned. */
+leaseq_err leaseq_connect(const char *addr, const leaseq_opts *opts, leaseq **out);
+void leaseq_close(leaseq *c);
+
+/* Text of the last error on this handle (the broker's message when it sent one). Valid until
+ * the next call on the handle. */
+const char *leaseq_last_error(const leaseq *c);
+
+/* The broker's retry hint from the last QUEUE_FULL / STORAGE_FULL, else 0. */
+uint32_t leaseq_retry_after_ms(const leaseq *c);
+
+typedef struct {
+    const char *key;
+    const char *value;
+} leaseq_header;
+
+typedef struct {
+    const char *queue;          /* required */
+    const char *lane;           /* NULL = "default" */
+    const char *tenant;         /* NULL = shared tenant */
+    const char *idempotency_key;/* NULL = none */
+    int32_t priority;           /* lower first; 0 default */
+    uint64_t delay_ms;
+    uint64_t deadline_ms;       /* relative; 0 = none */
+    uint32_t max_attempts;      /* 0 = queue default */
+    const leaseq_header *headers;
+    size_t n_headers;
+    const void *payload;
+    size_t payload_len;
+} leaseq_job_spec;
+
+/* Stores one job; *job_id is its id once the broker says it is durable. */
+leaseq_err leaseq_enqueue(leaseq *c, const leaseq_job_spec *job, uint64_t *job_id, int timeout_ms);
+
+typedef struct {
+    leaseq_err err;  /* per job */
+    uint64_t job_id;
+    bool duplicate;  /* idempotency key matched an existing job */
+} leaseq_enqueue_result;
+
+/* Stores n jobs with requests pipelined on the connection (several frames in flight, each
+ * holding up to 256 jobs). results[] has room for n and is filled in order. Returns LEASEQ_OK
+ * when every request got an answer (check each result), else the transport error. */
+leaseq_err leaseq_enqueue_batch(leaseq *c, const leaseq_job_spec *jobs, size_t n,
+                                leaseq_enqueue_result *results, int timeout_ms);
+
+typedef struct {
+    uint64_t job_id;
+    uint64_t lease_token;
+    char *queue;             /* NUL-terminated, owned by the lease */
+    char *lane;
+    char *tenant;
+    char *last_error;        /* "" when none */
+    uint32_t attempt;
+    int32_t priority;
+    uint64_t lease_expires_ms;
+    uint64_t enqueued_at_ms;
+    leaseq_header *headers;  /* owned by the lease */
+    size_t n_headers;
+    uint8_t *payload;        /* owned by the lease */
+    size_t payload_len;
+} leaseq_lease;
+
+/* Leases up to max_jobs from the listed queues. With nothing ready the broker holds the request
+ * up to wait_ms; timeout_ms must exceed wait_ms (the library adds no slack of its own).
+ * On LEASEQ_OK *leases is an array of *n_leases (0 when the wait ran out) that the caller
+ * frees with leaseq_leases_free. lease_ms 0 = the queue's default lease time. */
+leaseq_err leaseq_dequeue(leaseq *c, const char *const *queues, size_t n_queues, uint32_t max_jobs,
+                          uint32_t wait_ms, uint32_t lease_ms, leaseq_lease **leases, size_t *n_leases,
+                          int timeout_ms);
+void leaseq_leases_free(leaseq_lease *leases, size_t n);
+
+/* Completes a lease, optionally with result bytes. LEASE_LOST if the token is stale. */
+leaseq_err leaseq_ack(leaseq *c, uint64_t job_id, uint64_t token, const void *result, size_t result_len,
+                      int timeout_ms);
+
+typedef struct {
+    const char *error;  /* why; kept as the job's last error */
+    bool dead;          /* dead-letter, no retry */
+    bool delay_set;     /* retry after delay_ms instead of the queue's backoff */
+    uint64_t delay_ms;
+} leaseq_nack_opts;
+
+/* Gives a lease back. *dead_out (may be NULL) tells whether the job was dead-lettered. */
+leaseq_err leaseq_nack(leaseq *c, uint64_t job_id, uint64_t token, const leaseq_nack_opts *opts,
+                       bool *dead_out, int timeout_ms);
+
+/* Moves the lease expiry to now + lease_ms; *expires_ms (may be NULL) gets the new expiry. */
+leaseq_err leaseq_extend(leaseq *c, uint64_t job_id, uint64_t token, uint32_t lease_ms,
+                         uint64_t *expires_ms, int timeout_ms);
+
+/* Renews every lease of this worker session. */
+leaseq_err leaseq_heartbeat(leaseq *c, uint32_t *leases_held, int timeout_ms);
+
+/* Round trip with no effect. */
+leaseq_err leaseq_ping(leaseq *c, int timeout_ms);
+
+typedef struct {
+    char *name;
+    uint32_t weight;
+    uint64_t ready, leased, delayed, dead, pending;
+} leaseq_lane_stats;
+
+typedef struct {
+    char *name;
+    leaseq_lane_stats *lanes;
+    size_t n_lanes;
+} leaseq_queue_stats;
+
+typedef struct {
+    leaseq_queue_stats *queues;
+    size_t n_queues;
+} leaseq_stats;
+
+/* queue NULL or "" = every queue. *out owned by the caller: leaseq_stats_free. */
+leaseq_err leaseq_get_stats(leaseq *c, const char *queue, leaseq_stats **out, int timeout_ms);
+void leaseq_stats_free(leaseq_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
