@@ -29,7 +29,8 @@ void lq_committer_submit(lq_committer *c, lq_batch *b);
  * eventfd is the caller's job (the loop reads it through io_uring). */
 lq_batch *lq_committer_reap(lq_committer *c, lq_err *err, bool *puts_dropped, uint64_t *commit_us);
 
-/* Waits for the batch in flight, if any (it stays unreaped), then joins the thread. */
+/* Waits for the batch in flight, if any (it stays unreaped), then joins the thread and frees c.
+ * A batch still unreaped then belongs to the caller again (its commit did complete). */
 void lq_committer_stop(lq_committer *c);
 
 #endif

@@ -38,6 +38,12 @@ typedef struct lq_store lq_store;
 lq_err lq_store_open(const lq_store_opts *opts, lq_store **out);
 void lq_store_close(lq_store *st);
 lq_sync_mode lq_store_sync_mode(const lq_store *st);
+uint32_t lq_store_periodic_sync_ms(const lq_store *st); /* the effective interval (0 -> 100) */
+/* One line of text about the last failure of load or commit (the writer side), e.g.
+ * "commit: mdb_txn_commit: Input/output error"; "" if none. Read it on the thread that got the
+ * error (the loop reads a commit's after lq_committer_reap). A failed open has no store to ask:
+ * it writes its line to stderr. */
+const char *lq_store_last_error(const lq_store *st);
 
 /* Calls fn for every stored job in id order; rec's strings are valid only during the call.
  * A record failing its checksum stops the load with LQ_E_CORRUPT. Sets the stored counters
@@ -53,9 +59,14 @@ lq_batch *lq_batch_create(void); /* owner: caller, lq_batch_destroy; NULL on OOM
 void lq_batch_destroy(lq_batch *b);
 void lq_batch_reset(lq_batch *b); /* empties it, keeps its memory for reuse */
 uint32_t lq_batch_count(const lq_batch *b); /* operations queued */
+/* Bytes copied into the batch so far (payloads, records, error texts): lets the loop stop
+ * filling a batch early. put_job refuses with LQ_E_LIMIT past 512 MiB of puts. */
+uint64_t lq_batch_bytes(const lq_batch *b);
 
 /* Each call copies what it is given, so the caller's buffers may be reused at once.
- * headers: opaque bytes stored with the record (the shell's encoding). */
+ * headers: opaque bytes stored with the record (the shell's encoding).
+ * put_job: INVALID_ARGUMENT if rec->payload_len != payload_len or a string field is over
+ * 64 KiB (headers over 1 MiB); LQ_E_LIMIT when the batch is full (then commit it first). */
 lq_err lq_batch_put_job(lq_batch *b, const lq_job_rec *rec, const void *headers, uint32_t headers_len,
                         const void *payload, uint32_t payload_len);
 lq_err lq_batch_update_job(lq_batch *b, uint64_t id, uint8_t state, uint32_t attempts,
@@ -66,10 +77,12 @@ void lq_batch_set_counters(lq_batch *b, uint64_t next_id, uint64_t next_seq);
 /* Applies the batch in one write transaction and syncs per the mode.
  * If the map is full, the transaction is retried without the batch's put_job operations and
  * *puts_dropped is set: the other operations still land (acks, nacks keep working).
- * LQ_E_STORAGE_FULL if even that does not fit; LQ_E_IO on other failures (nothing applied). */
+ * LQ_E_STORAGE_FULL if even that does not fit; LQ_E_IO on other failures (nothing applied);
+ * LQ_E_CORRUPT (nothing applied) if an update meets a stored record that fails its checks. */
 lq_err lq_store_commit(lq_store *st, lq_batch *b, bool *puts_dropped);
 
-/* Forces written data to disk (used by the periodic mode). */
+/* Forces written data to disk (used by the periodic mode; a no-op in full mode). A failure is
+ * logged to stderr. */
 lq_err lq_store_sync(lq_store *st);
 
 /* ---- reads (loop thread) ---------------------------------------------------------------- */

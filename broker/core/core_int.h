@@ -1,0 +1,74 @@
+/* The inside of struct lq_core, shared by the core's modules (never by its callers). */
+#ifndef LQ_CORE_INT_H
+#define LQ_CORE_INT_H
+
+#include "core.h"
+#include "heap.h"
+#include "jobs.h"
+#include "lq_assert.h"
+#include "map.h"
+#include "names.h"
+#include "queue.h"
+#include "session.h"
+#include "waiters.h"
+
+struct lq_core {
+    lq_core_config cfg;
+    uint64_t rng;          /* splitmix64 state: backoff jitter */
+    uint64_t token_key;    /* tokens = mix(token_key ^ counter): distinct, non-zero, opaque */
+    uint64_t token_ctr;
+    uint64_t next_id, next_seq;
+
+    lq_jobs jobs;
+    lq_names names;
+    uint32_t name_default; /* interned "default" */
+    uint32_t name_empty;   /* interned "" (the shared tenant) */
+
+    lq_queue *queues;      /* owner: core; creation order */
+    uint32_t n_queues, cap_queues;
+    lq_map queue_by_name;  /* name id -> queue index */
+    lq_lane *lanes;        /* owner: core */
+    uint32_t n_lanes, cap_lanes;
+    lq_tenant *tenants;    /* owner: core */
+    uint32_t n_tenants, cap_tenants;
+    lq_map tenant_by_key;  /* lane << 32 | tenant name id -> tenant index */
+
+    lq_heap lease_heap;    /* LEASED jobs of sessions without heartbeats, by expiry */
+    lq_heap delayed_heap;  /* DELAYED jobs by not_before */
+
+    lq_session *sessions;  /* owner: core */
+    uint32_t n_sessions, cap_sessions, sessions_free, n_open_sessions;
+    lq_heap stall_heap;    /* heartbeat sessions by stall deadline */
+
+    lq_waiter *waiters;    /* owner: core */
+    uint32_t n_waiters, cap_waiters, waiters_free, n_live_waiters;
+    lq_heap wait_heap;     /* waiters by timeout */
+    lq_map waiter_by_handle;
+    uint32_t *dirty;       /* owner: core; queues with new ready jobs and waiters (cap LQ_QUEUES_MAX) */
+    uint32_t n_dirty;
+
+    bool restoring_done;
+};
+
+extern const lq_heap_ops lq_ready_heap_ops;  /* jobs by (priority, seq) */
+extern const lq_heap_ops lq_lease_heap_ops;  /* jobs by time_ms (expiry) */
+extern const lq_heap_ops lq_delay_heap_ops;  /* jobs by time_ms (not_before), then seq */
+
+static inline lq_job *lq_job_at(const lq_core *c, uint32_t slot) { return lq_jobs_at(&c->jobs, slot); }
+static inline lq_tenant *lq_job_tenant(const lq_core *c, const lq_job *j) { return &c->tenants[j->tenant]; }
+static inline lq_lane *lq_job_lane(const lq_core *c, const lq_job *j) { return &c->lanes[c->tenants[j->tenant].lane]; }
+static inline uint32_t lq_job_queue(const lq_core *c, const lq_job *j) { return lq_job_lane(c, j)->queue; }
+
+static inline uint64_t lq_add_sat(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+/* A core that cannot record or place what it already changed cannot go on safely: running out
+ * of memory there stops the broker, which recovers from storage (leases are not durable). */
+static inline void lq_must(lq_err e) { LQ_ASSERT(e == LQ_OK); }
+
+/* Appends an event (aborts if memory is exhausted, see lq_must). */
+lq_ev *lq_ev_add(lq_events *ev, lq_ev_type type, uint64_t job_id);
+/* Forgets a job entirely (it left the heaps and its session already). */
+void lq_job_forget(lq_core *c, uint32_t slot);
+uint64_t lq_rand(lq_core *c);
+
+#endif

@@ -1,0 +1,297 @@
+/* Unit tests of the committer thread, and the read snapshot it commits under.
+ * LQ_STORE_BENCH=1 also prints commit throughput of full-sync batches (no assertion). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/committer.h"
+#include "store/store.h"
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+    (void)sb; (void)flag; (void)f;
+    return remove(p);
+}
+
+typedef struct {
+    char dir[64];
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    strcpy(fx->dir, "/tmp/lq-commit-XXXXXX");
+    if (mkdtemp(fx->dir) == NULL)
+        return -1;
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return 0;
+}
+
+static lq_store *open_store(const fixture *fx, uint64_t map, lq_sync_mode mode, uint32_t periodic_ms)
+{
+    lq_store_opts o = {.dir = fx->dir, .map_size_bytes = map, .sync = mode, .periodic_sync_ms = periodic_ms};
+    lq_store *st = NULL;
+    assert_int_equal(lq_store_open(&o, &st), LQ_OK);
+    return st;
+}
+
+static void put(lq_batch *b, uint64_t id, const void *payload, uint32_t len)
+{
+    lq_job_rec r = {.id = id, .seq = id, .max_attempts = 3, .payload_len = len, .state = LQ_STATE_READY,
+                    .queue = {"q", 1}, .lane = {"default", 7}};
+    assert_int_equal(lq_batch_put_job(b, &r, NULL, 0, payload, len), LQ_OK);
+}
+
+/* Waits (bounded) for the eventfd, drains it, and reaps. */
+static lq_batch *wait_reap(lq_committer *c, lq_err *err, bool *dropped, uint64_t *us)
+{
+    struct pollfd p = {.fd = lq_committer_eventfd(c), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 5000), 1);
+    uint64_t v;
+    assert_int_equal(read(p.fd, &v, sizeof(v)), sizeof(v));
+    assert_int_equal(v, 1);
+    lq_batch *b = lq_committer_reap(c, err, dropped, us);
+    assert_non_null(b);
+    return b;
+}
+
+static void test_submit_reap(void **state)
+{
+    fixture *fx = *state;
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
+    lq_committer *c;
+    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_err err = LQ_E_INTERNAL;
+    bool dropped = true;
+    uint64_t us = 0;
+    assert_true(lq_committer_idle(c));
+    assert_null(lq_committer_reap(c, &err, &dropped, &us));
+
+    lq_batch *b1 = lq_batch_create(), *b2 = lq_batch_create();
+    for (uint64_t round = 0; round < 20; round++) {
+        lq_batch *b = round % 2 ? b2 : b1; /* double buffering, as the loop does it */
+        put(b, round + 1, "payload", 7);
+        lq_batch_set_counters(b, round + 2, round + 2);
+        lq_committer_submit(c, b);
+        assert_false(lq_committer_idle(c));
+        lq_batch *got = wait_reap(c, &err, &dropped, &us);
+        assert_ptr_equal(got, b);
+        assert_int_equal(err, LQ_OK);
+        assert_false(dropped);
+        assert_true(us > 0 && us < 5000000);
+        assert_true(lq_committer_idle(c));
+        assert_null(lq_committer_reap(c, &err, &dropped, &us));
+        lq_batch_reset(got);
+    }
+    lq_committer_stop(c);
+
+    assert_int_equal(lq_store_read_begin(st), LQ_OK);
+    lq_job_view v;
+    for (uint64_t id = 1; id <= 20; id++)
+        assert_int_equal(lq_store_get_job(st, id, &v), LQ_OK);
+    lq_store_read_end(st);
+    lq_batch_destroy(b1);
+    lq_batch_destroy(b2);
+    lq_store_close(st);
+}
+
+static void test_snapshot_isolation(void **state)
+{
+    fixture *fx = *state;
+    lq_store *st = open_store(fx, 0, LQ_SYNC_NONE, 0);
+    lq_committer *c;
+    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_batch *b = lq_batch_create();
+    lq_err err;
+    bool dropped;
+    uint64_t us;
+    put(b, 1, "a", 1);
+    lq_committer_submit(c, b);
+    lq_batch_reset(wait_reap(c, &err, &dropped, &us));
+
+    assert_int_equal(lq_store_read_begin(st), LQ_OK);
+    lq_job_view v1, v2;
+    assert_int_equal(lq_store_get_job(st, 1, &v1), LQ_OK);
+    /* While the loop holds its snapshot the committer deletes 1 and adds 2. */
+    assert_int_equal(lq_batch_delete_job(b, 1), LQ_OK);
+    put(b, 2, "b", 1);
+    lq_committer_submit(c, b);
+    lq_batch_reset(wait_reap(c, &err, &dropped, &us));
+    assert_int_equal(err, LQ_OK);
+    assert_int_equal(lq_store_get_job(st, 1, &v2), LQ_OK);
+    assert_memory_equal(v1.payload, "a", 1); /* still valid: the snapshot pins it */
+    assert_int_equal(lq_store_get_job(st, 2, &v2), LQ_E_NOT_FOUND);
+    lq_store_read_end(st);
+
+    assert_int_equal(lq_store_read_begin(st), LQ_OK);
+    assert_int_equal(lq_store_get_job(st, 1, &v2), LQ_E_NOT_FOUND);
+    assert_int_equal(lq_store_get_job(st, 2, &v2), LQ_OK);
+    lq_store_read_end(st);
+
+    lq_committer_stop(c);
+    lq_batch_destroy(b);
+    lq_store_close(st);
+}
+
+static void test_stop_in_flight(void **state)
+{
+    fixture *fx = *state;
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
+    lq_committer *c;
+    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_batch *b = lq_batch_create();
+    static uint8_t pay[10000];
+    for (uint64_t id = 1; id <= 500; id++)
+        put(b, id, pay, sizeof(pay));
+    lq_batch_set_counters(b, 501, 501);
+    lq_committer_submit(c, b);
+    lq_committer_stop(c); /* finishes the batch; it is the caller's again */
+    lq_batch_destroy(b);
+    lq_store_close(st);
+
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
+    assert_int_equal(lq_store_read_begin(st), LQ_OK);
+    lq_job_view v;
+    assert_int_equal(lq_store_get_job(st, 500, &v), LQ_OK);
+    assert_int_equal(v.payload_len, sizeof(pay));
+    lq_store_read_end(st);
+    lq_store_close(st);
+
+    /* Stopping an idle committer returns at once, not after an idle wait. */
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
+    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    lq_committer_stop(c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_true(t1.tv_sec - t0.tv_sec < 1);
+    lq_store_close(st);
+}
+
+static void test_periodic_mode(void **state)
+{
+    fixture *fx = *state;
+    lq_store *st = open_store(fx, 0, LQ_SYNC_PERIODIC, 20);
+    assert_int_equal(lq_store_periodic_sync_ms(st), 20);
+    lq_committer *c;
+    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_batch *b = lq_batch_create();
+    lq_err err;
+    bool dropped;
+    uint64_t us;
+    for (uint64_t id = 1; id <= 5; id++) {
+        put(b, id, "p", 1);
+        lq_committer_submit(c, b);
+        lq_batch_reset(wait_reap(c, &err, &dropped, &us));
+        assert_int_equal(err, LQ_OK);
+        usleep(15000); /* lets a timer sync happen between some commits */
+    }
+    lq_committer_stop(c);
+    lq_batch_destroy(b);
+    lq_store_close(st);
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
+    assert_int_equal(lq_store_read_begin(st), LQ_OK);
+    lq_job_view v;
+    assert_int_equal(lq_store_get_job(st, 5, &v), LQ_OK);
+    lq_store_read_end(st);
+    lq_store_close(st);
+}
+
+static void test_map_full_reported(void **state)
+{
+    fixture *fx = *state;
+    lq_store *st = open_store(fx, 1u << 20, LQ_SYNC_FULL, 0);
+    lq_committer *c;
+    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_batch *b = lq_batch_create();
+    uint8_t *big = calloc(1, 2u << 20);
+    put(b, 1, "small", 5);
+    put(b, 2, big, 2u << 20);
+    lq_committer_submit(c, b);
+    lq_err err;
+    bool dropped = false;
+    uint64_t us;
+    wait_reap(c, &err, &dropped, &us);
+    assert_int_equal(err, LQ_OK);
+    assert_true(dropped);
+    lq_committer_stop(c);
+    free(big);
+    lq_batch_destroy(b);
+    lq_store_close(st);
+}
+
+static double secs_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Commits through the committer, as the loop does, for about `budget` seconds per size. */
+static void test_bench_full_sync(void **state)
+{
+    fixture *fx = *state;
+    if (getenv("LQ_STORE_BENCH") == NULL)
+        skip();
+    lq_store *st = open_store(fx, 4ull << 30, LQ_SYNC_FULL, 0);
+    lq_committer *c;
+    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_batch *b = lq_batch_create();
+    static uint8_t pay[100];
+    uint64_t id = 1;
+    const uint32_t sizes[] = {1, 100, 1000};
+    for (size_t s = 0; s < 3; s++) {
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        uint64_t commits = 0, sum_us = 0;
+        while (secs_since(&t0) < 2.0) {
+            for (uint32_t i = 0; i < sizes[s]; i++, id++)
+                put(b, id, pay, sizeof(pay));
+            lq_batch_set_counters(b, id, id);
+            lq_committer_submit(c, b);
+            lq_err err;
+            bool dropped;
+            uint64_t us;
+            lq_batch_reset(wait_reap(c, &err, &dropped, &us));
+            assert_int_equal(err, LQ_OK);
+            commits++;
+            sum_us += us;
+        }
+        double t = secs_since(&t0);
+        printf("bench: batch %4u x 100 B, full sync: %8.0f commits/s %10.0f puts/s (commit %.0f us avg)\n",
+               sizes[s], (double)commits / t, (double)commits * sizes[s] / t, (double)sum_us / (double)commits);
+    }
+    lq_committer_stop(c);
+    lq_batch_destroy(b);
+    lq_store_close(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_submit_reap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_isolation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_periodic_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_full_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bench_full_sync, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
