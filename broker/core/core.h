@@ -93,6 +93,14 @@ typedef struct {
     uint32_t heartbeat_misses;      /* 3: silence of misses x interval stalls a session */
     uint32_t max_sessions;          /* 65536 */
     uint32_t max_parked;            /* 65536: parked dequeues at once */
+    /* worker health (quarantine): a worker id whose leases were lost quarantine_losses times
+     * within quarantine_window_ms is suspect and gets no new leases until an admin clears it or
+     * its losses fall out of the window. One loss = one incident: a session stall, a
+     * connection closed while holding leases, or a lease of the worker expiring. */
+    uint32_t quarantine_losses;     /* 3; 0 = never quarantine */
+    uint32_t quarantine_window_ms;  /* 600000 (10 min) */
+    uint32_t idem_window_ms;        /* 600000: a finished job's idempotency key is kept this long */
+    uint32_t max_job_waits;         /* 65536: lq_core_wait_job waits parked at once */
 } lq_core_config;
 
 void lq_core_config_default(lq_core_config *cfg);
@@ -114,6 +122,9 @@ typedef enum {
     LQ_EV_REQUEUED,         /* informational: a leased job went back (reason) */
     LQ_EV_DEAD,             /* informational: a job was dead-lettered (reason text) */
     LQ_EV_SESSION_STALLED,  /* informational: a worker session missed its heartbeats */
+    LQ_EV_JOB_WAIT_DONE,    /* a parked lq_core_wait_job is answered (job reached a terminal
+                             * state, or state 0 = its timeout ran out) */
+    LQ_EV_WORKER_SUSPECT,   /* informational: a worker id was quarantined */
 } lq_ev_type;
 
 typedef struct {
@@ -144,6 +155,8 @@ typedef struct {
         struct { uint8_t reason; uint32_t session; } requeued; /* REQUEUED */
         struct { lq_str reason; } dead;                  /* DEAD */
         struct { uint32_t session; uint32_t leases_requeued; } stalled; /* SESSION_STALLED */
+        struct { uint64_t waiter; uint8_t state; } wait_done; /* JOB_WAIT_DONE (job_id set) */
+        struct { lq_str worker_id; uint32_t losses; } suspect; /* WORKER_SUSPECT (core-owned) */
     } u;
 } lq_ev;
 
@@ -283,6 +296,56 @@ void lq_core_counters(const lq_core *core, uint64_t *next_id, uint64_t *next_seq
 lq_err lq_core_restore_job(lq_core *core, uint64_t now_ms, const lq_job_rec *rec);
 /* Ends recovery; the counters are the larger of the stored ones and what the jobs imply. */
 void lq_core_restore_finish(lq_core *core, uint64_t now_ms, uint64_t next_id, uint64_t next_seq);
+
+/* ---- job waits, worker health, idempotency ------------------------------------------------ */
+
+/* Like lq_core_enqueue. With a non-empty idem_key that matches a live job of the same queue, or
+ * one that finished less than idem_window_ms ago, no job is created: *job_id is that job's id,
+ * *duplicate is set and no event is emitted. Keys are kept as 64-bit hashes of (queue, key). */
+lq_err lq_core_enqueue_ex(lq_core *core, uint64_t now_ms, const lq_enqueue_req *req,
+                          uint64_t *job_id, bool *duplicate, lq_events *ev);
+
+/* Recovery of a finished job's key (from the stored results), so duplicates stay collapsed
+ * across a restart: the key counts until finished_ms + idem_window_ms. Live and dead jobs
+ * register their keys through lq_core_restore_job (rec.idem_key). */
+lq_err lq_core_restore_idem(lq_core *core, uint64_t now_ms, lq_str queue, lq_str idem_key,
+                            uint64_t job_id, uint64_t finished_ms);
+
+/* Waits for job_id to reach a terminal state (a producer's wait(job, timeout)).
+ *  - The core holds the job and it is DEAD: LQ_OK, *parked = false, *state = DEAD.
+ *  - The core holds the job otherwise: parked (*parked = true); later exactly one
+ *    JOB_WAIT_DONE for `waiter`: state DONE (acked), DEAD, EXPIRED, PURGED or CANCELLED,
+ *    emitted right after the store event of that transition (so the caller can answer once
+ *    that batch is durable), or state 0 when timeout_ms has passed. Several waits may watch
+ *    one job. LQ_E_LIMIT past max_job_waits.
+ *  - The core does not hold the job (finished and forgotten, or never existed): NOT_FOUND;
+ *    the caller looks in the stored results.
+ * `waiter` is the caller's handle, unique among live job waits (its own namespace, separate
+ * from dequeue waiters). */
+lq_err lq_core_wait_job(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t waiter,
+                        uint32_t timeout_ms, bool *parked, uint8_t *state);
+/* Drops a parked job wait without an event (its connection went away). */
+void lq_core_wait_cancel(lq_core *core, uint64_t waiter);
+
+typedef struct {
+    uint32_t session;
+    lq_str worker_id;          /* core-owned; empty for non-worker sessions */
+    uint32_t heartbeat_ms;
+    uint32_t leases_held;
+    uint64_t last_seen_ms;
+    bool stalled;
+    bool suspect;              /* its worker id is quarantined */
+    uint64_t suspect_until_ms; /* when the quarantine lifts by itself */
+    uint32_t recent_losses;    /* losses of its worker id within the window */
+} lq_session_info;
+
+typedef void (*lq_session_info_fn)(void *ctx, const lq_session_info *s);
+
+/* Calls fn once per open session, in session order. */
+void lq_core_sessions(const lq_core *core, uint64_t now_ms, lq_session_info_fn fn, void *ctx);
+
+/* Lifts the quarantine of a worker id and forgets its losses. NOT_FOUND if the id is unknown. */
+lq_err lq_core_clear_suspect(lq_core *core, uint64_t now_ms, lq_str worker_id);
 
 /* Debug builds and tests: walks every structure and asserts its invariants (O(n)). */
 void lq_core_check(const lq_core *core);

@@ -104,4 +104,36 @@ void lq_store_read_end(lq_store *st);
 /* Bytes in use (pages in use x page size) and the map size: the fill ratio for watermarks. */
 lq_err lq_store_usage(lq_store *st, uint64_t *used_bytes, uint64_t *map_bytes);
 
+/* ---- results: what a finished job left behind, kept for a retention time ------------------
+ * Database "results": id -> versioned, checksummed result record (state, finished/expiry
+ * times, queue, idempotency key, error text, result bytes); "result_expiry": (expires_ms, id)
+ * big-endian -> empty, an index so the sweep never scans. */
+
+/* Finishes a job in one step inside the commit: reads its record (for queue and idempotency
+ * key), deletes the record and its payload, and stores a result record until expires_ms.
+ * final_state: DONE, EXPIRED, PURGED or CANCELLED. A job that is not stored is skipped. */
+lq_err lq_batch_finish_job(lq_batch *b, uint64_t id, uint8_t final_state, lq_str error,
+                           const void *result, uint32_t result_len, uint64_t finished_ms,
+                           uint64_t expires_ms);
+
+/* Asks the commit to delete up to max results whose expires_ms <= now_ms (oldest first). */
+void lq_batch_sweep_results(lq_batch *b, uint64_t now_ms, uint32_t max);
+
+typedef struct {
+    uint64_t id;
+    uint8_t state;
+    uint64_t finished_ms, expires_ms;
+    lq_str queue, idem_key, error; /* point into the map */
+    const uint8_t *result;
+    uint32_t result_len;
+} lq_result_view;
+
+/* Read side (loop thread, between read_begin and read_end): NOT_FOUND if absent or expired. */
+lq_err lq_store_get_result(lq_store *st, uint64_t id, uint64_t now_ms, lq_result_view *out);
+
+/* At start, after lq_store_load: calls fn for every result not yet expired at now_ms (so the
+ * core can restore idempotency keys); views are valid only during the call. */
+typedef lq_err (*lq_store_result_fn)(void *ctx, const lq_result_view *r);
+lq_err lq_store_load_results(lq_store *st, uint64_t now_ms, lq_store_result_fn fn, void *ctx);
+
 #endif
