@@ -59,7 +59,26 @@ typedef struct {
  * Connects and says hello within connect_timeout_ms. *out is owned by the caller:
  * leaseq_close. On failure *out is NULL and the error is returned. */
 leaseq_err leaseq_connect(const char *addr, const leaseq_opts *opts, leaseq **out);
+/* Like leaseq_connect; on failure also copies the reason (the text leaseq_last_error would
+ * give) into errbuf when errbuf is not NULL. (Added; additive.) */
+leaseq_err leaseq_connect_ex(const char *addr, const leaseq_opts *opts, leaseq **out, char *errbuf,
+                             size_t errbuf_len);
 void leaseq_close(leaseq *c);
+
+/* What the broker said in its hello on the current (or last) connection. All zero before the
+ * first hello. server_name is valid until the next call on the handle. (Added to the first
+ * contract; additive.) */
+typedef struct {
+    const char *server_name;
+    uint32_t protocol_version;
+    uint32_t role;                 /* schema Role: 0 none, 1 producer, 2 worker, 3 admin */
+    uint64_t session_id;
+    uint32_t heartbeat_timeout_ms; /* a worker silent longer than this loses its leases */
+    uint32_t max_payload_bytes;    /* larger job payloads / results are refused locally */
+    uint32_t max_frame_bytes;      /* 0 = not announced */
+} leaseq_server_info;
+
+void leaseq_get_server_info(const leaseq *c, leaseq_server_info *out);
 
 /* Text of the last error on this handle (the broker's message when it sent one). Valid until
  * the next call on the handle. */
@@ -100,6 +119,11 @@ typedef struct {
 /* Stores n jobs with requests pipelined on the connection (several frames in flight, each
  * holding up to 256 jobs). results[] has room for n and is filled in order. Returns LEASEQ_OK
  * when every request got an answer (check each result), else the transport error. */
+/* (Added detail.) A job refused before sending gets INVALID_ARGUMENT (no queue, NULL payload
+ * with a length) or FRAME_TOO_LARGE (above the broker's max_payload_bytes); the others still
+ * go. A frame's jobs together stay within the broker's max_payload_bytes as well. When the
+ * call fails, every job that got no answer carries the call's error: it may or may not be
+ * stored (retry with idempotency keys). leaseq_last_error holds the first job's failure. */
 leaseq_err leaseq_enqueue_batch(leaseq *c, const leaseq_job_spec *jobs, size_t n,
                                 leaseq_enqueue_result *results, int timeout_ms);
 
@@ -127,6 +151,9 @@ typedef struct {
 leaseq_err leaseq_dequeue(leaseq *c, const char *const *queues, size_t n_queues, uint32_t max_jobs,
                           uint32_t wait_ms, uint32_t lease_ms, leaseq_lease **leases, size_t *n_leases,
                           int timeout_ms);
+/* (Added detail.) Replies are checked before anything is returned: more jobs than max_jobs, a
+ * job payload above opts.max_payload_bytes, or payload lengths that do not add up to the frame
+ * give PROTOCOL_ERROR and drop the connection. The leases are one allocation. */
 void leaseq_leases_free(leaseq_lease *leases, size_t n);
 
 /* Completes a lease, optionally with result bytes. LEASE_LOST if the token is stale. */
