@@ -51,6 +51,8 @@ typedef struct {
     const char *token;         /* auth token; NULL = none */
     const char *worker_id;     /* non-NULL: this connection is a worker session */
     uint32_t heartbeat_ms;     /* worker sessions: heartbeat interval promised to the broker */
+    bool keep_leases_on_close; /* leases outlive the connection (expire by lease time) instead
+                                * of being requeued when it closes; for CLI-style tools */
     uint32_t connect_timeout_ms; /* 0 = 5000 */
     uint32_t max_payload_bytes;  /* largest payload accepted from the broker; 0 = 16 MiB */
 } leaseq_opts;
