@@ -9,6 +9,7 @@
 # Sources are picked up by directory, so adding a module means adding a .c/.h pair:
 #   broker/core/*.c broker/store/*.c broker/proto/*.c broker/net/*.c broker/*.c  -> leaseqd
 #   client/*.c (but leaseqctl.c) + broker/proto/*.c + generated protobuf          -> libleaseq
+#   client/leaseqctl.c + client/ctl/*.c                                           -> leaseqctl
 #   tests/unit/test_*.c -> one cmocka binary each; tests/sim/*.c -> sim;
 #   tests/integration/*.c -> one binary each; tests/bench/*.c -> one binary each
 
@@ -43,6 +44,7 @@ PROTO_SRC := $(wildcard broker/proto/*.c)
 NET_SRC := $(wildcard broker/net/*.c)
 BROKER_SRC := $(filter-out broker/main.c,$(wildcard broker/*.c))
 CLIENT_SRC := $(filter-out client/leaseqctl.c,$(wildcard client/*.c))
+CTL_SRC := client/leaseqctl.c $(wildcard client/ctl/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 SIM_SRC := $(wildcard tests/sim/*.c)
 INTEG_SRC := $(wildcard tests/integration/*.c)
@@ -121,7 +123,7 @@ $(LEASEQD): $(call obj,broker/main.c) $(LIBBROKER_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-$(LEASEQCTL): $(call obj,client/leaseqctl.c) $(LIBLEASEQ_A)
+$(LEASEQCTL): $(call obj,$(CTL_SRC)) $(LIBLEASEQ_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
