@@ -20,10 +20,11 @@ struct lq_batch {
     lq_batch_op *ops; /* owner: batch; cap entries */
     uint32_t n, cap;
     uint32_t puts;
+    uint32_t results; /* FINISH ops with result bytes */
     block *head;      /* owner: batch; every block in list order */
     block *cur;       /* the block being filled; blocks after it are empty */
     size_t next_block; /* size of the next ordinary block */
-    uint64_t put_bytes; /* record + payload bytes of this batch's puts */
+    uint64_t put_bytes; /* record + payload bytes of puts, plus the result bytes of finishes */
     uint64_t data_bytes; /* every byte copied into the arena since the reset */
     bool has_counters;
     uint64_t next_id, next_seq;
@@ -77,6 +78,7 @@ void lq_batch_reset(lq_batch *b)
     }
     b->n = 0;
     b->puts = 0;
+    b->results = 0;
     b->put_bytes = 0;
     b->data_bytes = 0;
     b->has_counters = false;
@@ -225,6 +227,69 @@ lq_err lq_batch_delete_job(lq_batch *b, uint64_t id)
     return LQ_OK;
 }
 
+lq_err lq_batch_finish_job(lq_batch *b, uint64_t id, uint8_t final_state, lq_str error,
+                           const void *result, uint32_t result_len, uint64_t finished_ms,
+                           uint64_t expires_ms)
+{
+    if (final_state != LQ_STATE_DONE && final_state != LQ_STATE_EXPIRED &&
+        final_state != LQ_STATE_PURGED && final_state != LQ_STATE_CANCELLED)
+        return LQ_E_INVALID_ARGUMENT;
+    if (error.len > LQ_REC_FIELD_MAX || (error.len > 0 && error.ptr == NULL) ||
+        (result_len > 0 && result == NULL))
+        return LQ_E_INVALID_ARGUMENT;
+    /* Results share the cap of puts: both are what makes a batch big. */
+    if (b->put_bytes + result_len > LQ_BATCH_PUT_BYTES_MAX || b->n >= LQ_BATCH_OPS_MAX)
+        return LQ_E_LIMIT;
+    uint8_t *e = NULL, *r = NULL;
+    if (error.len > 0) {
+        e = arena_alloc(b, error.len);
+        if (e == NULL)
+            return LQ_E_NOMEM;
+        memcpy(e, error.ptr, error.len);
+    }
+    if (result_len > 0) {
+        r = arena_alloc(b, result_len);
+        if (r == NULL)
+            return LQ_E_NOMEM;
+        memcpy(r, result, result_len);
+    }
+    lq_batch_op *op = push_op(b);
+    if (op == NULL)
+        return LQ_E_NOMEM;
+    op->kind = LQ_BOP_FINISH;
+    op->id = id;
+    op->state = final_state;
+    op->finished_ms = finished_ms;
+    op->expires_ms = expires_ms;
+    /* Here, on the loop thread, while the bytes are hot from the copy: the committer is the
+     * single writer and should only move bytes. */
+    op->result_crc = lq_crc32c(r != NULL ? r : (const uint8_t *)"", result_len);
+    op->a = e;
+    op->a_len = error.len;
+    op->b = r;
+    op->b_len = result_len;
+    b->n++;
+    if (result_len > 0)
+        b->results++;
+    b->put_bytes += result_len;
+    return LQ_OK;
+}
+
+void lq_batch_sweep_results(lq_batch *b, uint64_t now_ms, uint32_t max)
+{
+    /* No error return in the contract: a sweep that does not fit is simply left for the next
+     * iteration's batch, which asks again. */
+    if (max == 0 || b->n >= LQ_BATCH_OPS_MAX)
+        return;
+    lq_batch_op *op = push_op(b);
+    if (op == NULL)
+        return;
+    op->kind = LQ_BOP_SWEEP;
+    op->expires_ms = now_ms;
+    op->max = max;
+    b->n++;
+}
+
 void lq_batch_set_counters(lq_batch *b, uint64_t next_id, uint64_t next_seq)
 {
     /* Counters only grow; a stale call later in the same batch must not lower them. */
@@ -242,6 +307,8 @@ const lq_batch_op *lq_batch_ops(const lq_batch *b, uint32_t *n)
 }
 
 uint32_t lq_batch_puts(const lq_batch *b) { return b->puts; }
+
+uint32_t lq_batch_results(const lq_batch *b) { return b->results; }
 
 bool lq_batch_counters(const lq_batch *b, uint64_t *next_id, uint64_t *next_seq)
 {

@@ -13,7 +13,8 @@
 #include "store.h"
 
 #define LQ_BATCH_OPS_MAX (1u << 22)            /* operations in one batch */
-#define LQ_BATCH_PUT_BYTES_MAX (512ull << 20)  /* put_job refuses (LQ_E_LIMIT) past this */
+#define LQ_BATCH_PUT_BYTES_MAX (512ull << 20)  /* put_job and finish_job refuse (LQ_E_LIMIT)
+                                                  past this many payload + result bytes */
 #define LQ_BATCH_KEEP_BYTES (64ull << 20)      /* arena kept across resets */
 #define LQ_BATCH_KEEP_OPS (1u << 16)           /* op slots kept across resets */
 
@@ -21,23 +22,31 @@ typedef enum {
     LQ_BOP_PUT = 1,
     LQ_BOP_UPDATE = 2,
     LQ_BOP_DELETE = 3,
+    LQ_BOP_FINISH = 4,
+    LQ_BOP_SWEEP = 5,
 } lq_batch_op_kind;
 
 typedef struct {
     uint8_t kind;          /* lq_batch_op_kind */
-    uint8_t state;         /* UPDATE */
+    uint8_t state;         /* UPDATE, FINISH */
     uint32_t attempts;     /* UPDATE */
     uint64_t id;
     uint64_t not_before_ms; /* UPDATE */
-    const uint8_t *a;      /* PUT: encoded record; UPDATE: last_error. Arena memory. */
+    uint64_t finished_ms;  /* FINISH */
+    uint64_t expires_ms;   /* FINISH; SWEEP: delete results expiring at or before this */
+    uint32_t result_crc;   /* FINISH: CRC32C of b */
+    uint32_t max;          /* SWEEP: results to delete at most */
+    const uint8_t *a;      /* PUT: encoded record; UPDATE, FINISH: error text. Arena memory. */
     uint32_t a_len;
-    const uint8_t *b;      /* PUT: payload. Arena memory. */
+    const uint8_t *b;      /* PUT: payload; FINISH: result bytes. Arena memory. */
     uint32_t b_len;
 } lq_batch_op;
 
 /* ops[0..*n) in the order they were added; valid until the next change to the batch. */
 const lq_batch_op *lq_batch_ops(const lq_batch *b, uint32_t *n);
 uint32_t lq_batch_puts(const lq_batch *b);
+/* FINISH operations that carry result bytes: what a second map-full retry can drop. */
+uint32_t lq_batch_results(const lq_batch *b);
 bool lq_batch_counters(const lq_batch *b, uint64_t *next_id, uint64_t *next_seq);
 
 #endif

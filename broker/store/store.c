@@ -1,4 +1,5 @@
-/* lq_store: jobs, payloads and counters in LMDB. See store.h for the contract.
+/* lq_store: jobs, payloads and counters in LMDB; the results live in results.c. See store.h
+ * for the contract.
  *
  * Threads: the committer thread owns every write transaction and the scratch buffer; the loop
  * thread owns `rtxn`. MDB_NOTLS ties a read slot to the transaction rather than to the thread,
@@ -21,32 +22,21 @@
 #include "../core/lq_assert.h"
 #include "batch.h"
 #include "record.h"
+#include "store_int.h"
 
-#define STORE_FORMAT_VERSION 1u      /* of the whole store: databases, keys, meta layout */
+/* Of the whole store: databases, keys, meta layout. 2 added "results" and "result_expiry";
+ * a version 1 store is upgraded on open (the new databases start empty). A build that only
+ * knows 1 refuses a 2: it would never sweep the results nor restore their idempotency keys. */
+#define STORE_FORMAT_VERSION 2u
+#define STORE_FORMAT_OLDEST 1u       /* the oldest version this build upgrades */
 #define STORE_MAP_DEFAULT (1ull << 30)
-#define STORE_MAX_DBS 16             /* jobs, payloads, meta now; results, queues, ... later */
+#define STORE_MAX_DBS 16             /* jobs, payloads, meta, results, result_expiry; queues later */
 #define PERIODIC_DEFAULT_MS 100u
 #define META_NUM_PAGES 2             /* LMDB's two meta pages at the start of the file */
-
-/* Our own code for "a stored record is broken", outside LMDB's and errno's ranges. */
-#define APPLY_CORRUPT (-1)
 
 static const char K_VERSION[] = "format_version";
 static const char K_NEXT_ID[] = "next_id";
 static const char K_NEXT_SEQ[] = "next_seq";
-
-struct lq_store {
-    MDB_env *env;          /* owner: store */
-    MDB_dbi jobs, payloads, meta;
-    lq_sync_mode sync;
-    uint32_t periodic_ms;
-    int lock_fd;           /* owner: store; flock keeps a second broker off this directory */
-    MDB_txn *rtxn;         /* owner: store; loop thread's snapshot, reset between reads */
-    bool reading;
-    uint8_t *scratch;      /* owner: store; committer's re-encode buffer for updates */
-    size_t scratch_cap;
-    char err[256];         /* writer side's last failure */
-};
 
 lq_err lq_sync_mode_parse(const char *s, lq_sync_mode *out)
 {
@@ -63,28 +53,12 @@ lq_err lq_sync_mode_parse(const char *s, lq_sync_mode *out)
     return LQ_OK;
 }
 
-__attribute__((format(printf, 2, 3))) static void set_err(lq_store *st, const char *fmt, ...)
+void lq_store_set_err(lq_store *st, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(st->err, sizeof(st->err), fmt, ap);
     va_end(ap);
-}
-
-static void key_be(uint8_t k[8], uint64_t id)
-{
-    for (int i = 7; i >= 0; i--) {
-        k[i] = (uint8_t)id;
-        id >>= 8;
-    }
-}
-
-static uint64_t key_id(const uint8_t k[8])
-{
-    uint64_t id = 0;
-    for (int i = 0; i < 8; i++)
-        id = (id << 8) | k[i];
-    return id;
 }
 
 static void put_le64(uint8_t p[8], uint64_t v)
@@ -137,14 +111,17 @@ static lq_err open_dbs(lq_store *st)
     MDB_txn *txn = NULL;
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc != 0) {
-        set_err(st, "open: mdb_txn_begin: %s", mdb_strerror(rc));
+        lq_store_set_err(st, "open: mdb_txn_begin: %s", mdb_strerror(rc));
         return LQ_E_IO;
     }
     lq_err err = LQ_E_IO;
+    uint64_t upgraded_from = 0;
     const char *what = "mdb_dbi_open";
     if ((rc = mdb_dbi_open(txn, "jobs", MDB_CREATE, &st->jobs)) != 0 ||
         (rc = mdb_dbi_open(txn, "payloads", MDB_CREATE, &st->payloads)) != 0 ||
-        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) != 0)
+        (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) != 0 ||
+        (rc = mdb_dbi_open(txn, "results", MDB_CREATE, &st->results)) != 0 ||
+        (rc = mdb_dbi_open(txn, "result_expiry", MDB_CREATE, &st->result_expiry)) != 0)
         goto fail;
 
     MDB_val k = {sizeof(K_VERSION) - 1, (void *)K_VERSION}, v;
@@ -155,7 +132,7 @@ static lq_err open_dbs(lq_store *st)
         if ((rc = mdb_stat(txn, st->jobs, &js)) != 0)
             goto fail;
         if (js.ms_entries != 0) {
-            set_err(st, "open: store holds %zu jobs but no format version", js.ms_entries);
+            lq_store_set_err(st, "open: store holds %zu jobs but no format version", js.ms_entries);
             err = LQ_E_CORRUPT;
             goto fail_msg;
         }
@@ -169,11 +146,21 @@ static lq_err open_dbs(lq_store *st)
         goto fail;
     } else {
         uint64_t ver = v.mv_size == 4 ? get_le(v.mv_data, 4) : UINT64_MAX;
-        if (ver != STORE_FORMAT_VERSION) {
-            set_err(st, "open: store format version %llu is not one this build reads (%u)",
-                    (unsigned long long)ver, STORE_FORMAT_VERSION);
+        if (ver < STORE_FORMAT_OLDEST || ver > STORE_FORMAT_VERSION) {
+            lq_store_set_err(st, "open: store format version %llu is not one this build reads (%u..%u)",
+                    (unsigned long long)ver, STORE_FORMAT_OLDEST, STORE_FORMAT_VERSION);
             err = LQ_E_CORRUPT;
             goto fail_msg;
+        }
+        if (ver < STORE_FORMAT_VERSION) {
+            /* The databases it lacks were created empty above, in this same transaction, so
+             * the new version is written only together with them. */
+            uint8_t nver[4] = {STORE_FORMAT_VERSION, 0, 0, 0};
+            v = (MDB_val){sizeof(nver), nver};
+            what = "mdb_put";
+            if ((rc = mdb_put(txn, st->meta, &k, &v, 0)) != 0)
+                goto fail;
+            upgraded_from = ver;
         }
     }
     what = "mdb_txn_commit";
@@ -181,10 +168,13 @@ static lq_err open_dbs(lq_store *st)
     txn = NULL;
     if (rc != 0)
         goto fail;
+    if (upgraded_from != 0)
+        fprintf(stderr, "level=info msg=\"store format upgraded\" from=%llu to=%u\n",
+                (unsigned long long)upgraded_from, STORE_FORMAT_VERSION);
     return LQ_OK;
 
 fail:
-    set_err(st, "open: %s: %s", what, mdb_strerror(rc));
+    lq_store_set_err(st, "open: %s: %s", what, mdb_strerror(rc));
 fail_msg:
     if (txn != NULL)
         mdb_txn_abort(txn);
@@ -205,27 +195,27 @@ lq_err lq_store_open(const lq_store_opts *opts, lq_store **out)
     int rc;
 
     if (mkdir_p(opts->dir) != 0) {
-        set_err(st, "open: mkdir %s: %s", opts->dir, strerror(errno));
+        lq_store_set_err(st, "open: mkdir %s: %s", opts->dir, strerror(errno));
         goto fail;
     }
     char lock_path[PATH_MAX];
     if (snprintf(lock_path, sizeof(lock_path), "%s/leaseq.lock", opts->dir) >= (int)sizeof(lock_path)) {
-        set_err(st, "open: path too long: %s", opts->dir);
+        lq_store_set_err(st, "open: path too long: %s", opts->dir);
         goto fail;
     }
     st->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (st->lock_fd < 0) {
-        set_err(st, "open: %s: %s", lock_path, strerror(errno));
+        lq_store_set_err(st, "open: %s: %s", lock_path, strerror(errno));
         goto fail;
     }
     if (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        set_err(st, "open: %s: %s", opts->dir,
+        lq_store_set_err(st, "open: %s: %s", opts->dir,
                 errno == EWOULDBLOCK ? "in use by another broker" : strerror(errno));
         goto fail;
     }
 
     if ((rc = mdb_env_create(&st->env)) != 0) {
-        set_err(st, "open: mdb_env_create: %s", mdb_strerror(rc));
+        lq_store_set_err(st, "open: mdb_env_create: %s", mdb_strerror(rc));
         goto fail;
     }
     uint64_t map = opts->map_size_bytes ? opts->map_size_bytes : STORE_MAP_DEFAULT;
@@ -235,7 +225,7 @@ lq_err lq_store_open(const lq_store_opts *opts, lq_store **out)
     if ((rc = mdb_env_set_mapsize(st->env, (size_t)map)) != 0 ||
         (rc = mdb_env_set_maxdbs(st->env, STORE_MAX_DBS)) != 0 ||
         (rc = mdb_env_open(st->env, opts->dir, flags, 0600)) != 0) {
-        set_err(st, "open: mdb_env_open %s: %s", opts->dir, mdb_strerror(rc));
+        lq_store_set_err(st, "open: mdb_env_open %s: %s", opts->dir, mdb_strerror(rc));
         goto fail;
     }
     /* Reader slots left by a broker that crashed would pin old pages for ever, and the map
@@ -305,11 +295,11 @@ lq_err lq_store_load(lq_store *st, lq_store_load_fn fn, void *ctx, uint64_t *nex
     *next_id = *next_seq = 0;
     int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
     if (rc != 0) {
-        set_err(st, "load: mdb_txn_begin: %s", mdb_strerror(rc));
+        lq_store_set_err(st, "load: mdb_txn_begin: %s", mdb_strerror(rc));
         return LQ_E_IO;
     }
     if ((rc = mdb_cursor_open(txn, st->jobs, &cur)) != 0) {
-        set_err(st, "load: mdb_cursor_open: %s", mdb_strerror(rc));
+        lq_store_set_err(st, "load: mdb_cursor_open: %s", mdb_strerror(rc));
         goto done;
     }
     MDB_val k, v;
@@ -318,27 +308,27 @@ lq_err lq_store_load(lq_store *st, lq_store_load_fn fn, void *ctx, uint64_t *nex
         const uint8_t *h;
         uint32_t hl;
         if (k.mv_size != 8 || lq_rec_decode(v.mv_data, v.mv_size, &rec, &h, &hl) != LQ_OK ||
-            rec.id != key_id(k.mv_data)) {
-            set_err(st, "load: job %llu: record fails its version, length or checksum check",
-                    k.mv_size == 8 ? (unsigned long long)key_id(k.mv_data) : 0ull);
+            rec.id != lq_key_id(k.mv_data)) {
+            lq_store_set_err(st, "load: job %llu: record fails its version, length or checksum check",
+                    k.mv_size == 8 ? (unsigned long long)lq_key_id(k.mv_data) : 0ull);
             err = LQ_E_CORRUPT;
             goto done;
         }
         if ((err = fn(ctx, &rec)) != LQ_OK) {
-            set_err(st, "load: job %llu: refused by the caller: %s", (unsigned long long)rec.id,
+            lq_store_set_err(st, "load: job %llu: refused by the caller: %s", (unsigned long long)rec.id,
                     lq_err_name(err));
             goto done;
         }
     }
     err = LQ_E_IO;
     if (rc != MDB_NOTFOUND) {
-        set_err(st, "load: mdb_cursor_get: %s", mdb_strerror(rc));
+        lq_store_set_err(st, "load: mdb_cursor_get: %s", mdb_strerror(rc));
         goto done;
     }
     if ((rc = read_counter(txn, st->meta, K_NEXT_ID, next_id)) != 0 ||
         (rc = read_counter(txn, st->meta, K_NEXT_SEQ, next_seq)) != 0) {
         err = rc == APPLY_CORRUPT ? LQ_E_CORRUPT : LQ_E_IO;
-        set_err(st, "load: counters: %s", rc == APPLY_CORRUPT ? "bad length" : mdb_strerror(rc));
+        lq_store_set_err(st, "load: counters: %s", rc == APPLY_CORRUPT ? "bad length" : mdb_strerror(rc));
         goto done;
     }
     err = LQ_OK;
@@ -362,6 +352,19 @@ static int put_appending(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
     return rc;
 }
 
+int lq_store_scratch(lq_store *st, size_t n)
+{
+    if (n <= st->scratch_cap && st->scratch != NULL)
+        return 0; /* never NULL once asked for, even for 0 bytes: memcpy wants a pointer */
+    size_t cap = n < 4096 ? 4096 : n;
+    uint8_t *p = realloc(st->scratch, cap); /* owner: store */
+    if (p == NULL)
+        return ENOMEM;
+    st->scratch = p;
+    st->scratch_cap = cap;
+    return 0;
+}
+
 static int apply_update(lq_store *st, MDB_txn *txn, const lq_batch_op *op, MDB_val *k)
 {
     MDB_val v;
@@ -382,15 +385,9 @@ static int apply_update(lq_store *st, MDB_txn *txn, const lq_batch_op *op, MDB_v
     size_t n = lq_rec_encoded_len(&rec, hl);
     if (n == 0)
         return APPLY_CORRUPT;
-    if (n > st->scratch_cap) {
-        /* Bounded by the field caps: at most LQ_REC_FIXED_LEN + 5 fields + headers. */
-        size_t cap = n < 4096 ? 4096 : n;
-        uint8_t *p = realloc(st->scratch, cap); /* owner: store */
-        if (p == NULL)
-            return ENOMEM;
-        st->scratch = p;
-        st->scratch_cap = cap;
-    }
+    /* Bounded by the field caps: at most LQ_REC_FIXED_LEN + 5 fields + headers. */
+    if ((rc = lq_store_scratch(st, n)) != 0)
+        return rc;
     /* rec points into v; encode into the scratch copy before the put may move that page. */
     lq_rec_encode(&rec, h, hl, st->scratch);
     MDB_val nv = {n, st->scratch};
@@ -413,7 +410,8 @@ static int write_counter(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t 
 
 /* One write transaction over the batch; 0 or an LMDB/errno code (or APPLY_CORRUPT), with
  * *what naming the failing call. Nothing is applied unless it returns 0. */
-static int apply(lq_store *st, const lq_batch *b, bool with_puts, const char **what, uint64_t *bad_id)
+static int apply(lq_store *st, const lq_batch *b, bool with_puts, bool with_results, const char **what,
+                 uint64_t *bad_id)
 {
     MDB_txn *txn;
     *what = "mdb_txn_begin";
@@ -425,7 +423,7 @@ static int apply(lq_store *st, const lq_batch *b, bool with_puts, const char **w
     for (uint32_t i = 0; i < n; i++) {
         const lq_batch_op *op = &ops[i];
         uint8_t kb[8];
-        key_be(kb, op->id);
+        lq_key_be(kb, op->id);
         MDB_val k = {8, kb};
         *bad_id = op->id;
         switch (op->kind) {
@@ -457,6 +455,11 @@ static int apply(lq_store *st, const lq_batch *b, bool with_puts, const char **w
             if (rc != 0 && rc != MDB_NOTFOUND)
                 goto fail;
             break;
+        case LQ_BOP_FINISH:
+        case LQ_BOP_SWEEP:
+            if ((rc = lq_store_apply_result_op(st, txn, op, with_results, what)) != 0)
+                goto fail;
+            break;
         default:
             LQ_ASSERT(!"unknown batch op");
         }
@@ -479,10 +482,10 @@ fail:
 static lq_err commit_err(lq_store *st, int rc, const char *what, uint64_t id)
 {
     if (rc == APPLY_CORRUPT) {
-        set_err(st, "commit: %s %llu: stored record fails its checks", what, (unsigned long long)id);
+        lq_store_set_err(st, "commit: %s %llu: stored record fails its checks", what, (unsigned long long)id);
         return LQ_E_CORRUPT;
     }
-    set_err(st, "commit: %s: %s", what, mdb_strerror(rc));
+    lq_store_set_err(st, "commit: %s: %s", what, mdb_strerror(rc));
     return rc == MDB_MAP_FULL ? LQ_E_STORAGE_FULL : LQ_E_IO;
 }
 
@@ -491,12 +494,22 @@ lq_err lq_store_commit(lq_store *st, lq_batch *b, bool *puts_dropped)
     const char *what;
     uint64_t id = 0;
     *puts_dropped = false;
-    int rc = apply(st, b, true, &what, &id);
+    int rc = apply(st, b, true, true, &what, &id);
     if (rc == MDB_MAP_FULL && lq_batch_puts(b) > 0) {
         /* Acks, nacks and purges free space and must keep working when the map is full. */
-        rc = apply(st, b, false, &what, &id);
+        rc = apply(st, b, false, true, &what, &id);
         if (rc == 0)
             *puts_dropped = true;
+    }
+    if (rc == MDB_MAP_FULL && lq_batch_results(b) > 0) {
+        /* Still full: the acks' result bytes go too. Pages a transaction frees become
+         * reusable only in later ones, so an ack cannot count on its own payload's space
+         * for its result. Landing the state change (job gone, idempotency key kept,
+         * result record saying why it is empty) beats failing the ack and redelivering work
+         * that was done; the result record's error text tells the producer. */
+        rc = apply(st, b, false, false, &what, &id);
+        if (rc == 0)
+            *puts_dropped = lq_batch_puts(b) > 0;
     }
     if (rc != 0)
         return commit_err(st, rc, what, id);
@@ -552,7 +565,7 @@ lq_err lq_store_get_job(lq_store *st, uint64_t id, lq_job_view *out)
 {
     LQ_ASSERT(st->reading);
     uint8_t kb[8];
-    key_be(kb, id);
+    lq_key_be(kb, id);
     MDB_val k = {8, kb}, v, pv;
     int rc = mdb_get(st->rtxn, st->jobs, &k, &v);
     if (rc == MDB_NOTFOUND)
@@ -584,7 +597,7 @@ lq_err lq_store_usage(lq_store *st, uint64_t *used_bytes, uint64_t *map_bytes)
     if (own && lq_store_read_begin(st) != LQ_OK)
         return LQ_E_IO;
     const MDB_dbi dbis[] = {0 /* free list */, 1 /* main: names of the databases */, st->jobs,
-                            st->payloads, st->meta};
+                            st->payloads, st->meta, st->results, st->result_expiry};
     uint64_t pages = META_NUM_PAGES, psize = 0;
     lq_err err = LQ_OK;
     for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {

@@ -132,7 +132,9 @@ typedef struct {
 lq_err lq_store_get_result(lq_store *st, uint64_t id, uint64_t now_ms, lq_result_view *out);
 
 /* At start, after lq_store_load: calls fn for every result not yet expired at now_ms (so the
- * core can restore idempotency keys); views are valid only during the call. */
+ * core can restore idempotency keys); views are valid only during the call. Only the records'
+ * heads are read and checked here: r->result is NULL and r->result_len 0 (get_result reads and
+ * checks the bytes). A head failing its checksum stops the walk with LQ_E_CORRUPT. */
 typedef lq_err (*lq_store_result_fn)(void *ctx, const lq_result_view *r);
 lq_err lq_store_load_results(lq_store *st, uint64_t now_ms, lq_store_result_fn fn, void *ctx);
 

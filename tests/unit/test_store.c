@@ -606,11 +606,16 @@ static void test_future_version_refused(void **state)
     lq_store_close(st);
 
     lq_store_opts o = {.dir = fx->dir};
-    set_meta_version(fx, "\x02\x00\x00\x00", 4);
+    set_meta_version(fx, "\x03\x00\x00\x00", 4); /* this build writes 2 */
+    assert_int_equal(lq_store_open(&o, &st), LQ_E_CORRUPT);
+    set_meta_version(fx, "\x00\x00\x00\x00", 4);
     assert_int_equal(lq_store_open(&o, &st), LQ_E_CORRUPT);
     set_meta_version(fx, NULL, 0); /* jobs but no version: not ours to guess */
     assert_int_equal(lq_store_open(&o, &st), LQ_E_CORRUPT);
-    set_meta_version(fx, "\x01\x00\x00\x00", 4);
+    set_meta_version(fx, "\x01\x00\x00\x00", 4); /* the previous format: upgraded */
+    assert_int_equal(lq_store_open(&o, &st), LQ_OK);
+    lq_store_close(st);
+    set_meta_version(fx, "\x02\x00\x00\x00", 4);
     assert_int_equal(lq_store_open(&o, &st), LQ_OK);
     lq_store_close(st);
 }
