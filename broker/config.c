@@ -1,0 +1,262 @@
+#include "config.h"
+
+#include "proto/frame.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAP_SIZE_MIN (1ull << 20)
+#define MAP_SIZE_MAX (1ull << 44)          /* 16 TiB: LMDB's practical ceiling here */
+#define PAYLOAD_MAX_LIMIT (1u << 30)       /* frames carry u32 lengths; keep well clear */
+#define CONNECTIONS_MAX_LIMIT (1u << 20)   /* connection slots are 24 bits in io_uring user_data */
+#define LANE_WEIGHT_MAX 1000000u
+
+void lq_config_usage(FILE *f)
+{
+    fputs("usage: leaseqd [flags]\n"
+          "  --listen HOST:PORT      TCP listen address (default 127.0.0.1:7420; port 0 = any)\n"
+          "  --unix PATH             also listen on a Unix socket\n"
+          "  --data-dir DIR          LMDB directory, created if missing (default ./var/leaseq)\n"
+          "  --sync full|periodic|none  durability of acknowledged enqueues (default full)\n"
+          "  --map-size BYTES        LMDB map size, suffix K/M/G allowed (default 1G)\n"
+          "  --lanes QUEUE=NAME:WEIGHT,NAME:WEIGHT  lanes of one queue (repeatable)\n"
+          "  --max-payload BYTES     largest job payload, suffix K/M/G allowed (default 16M)\n"
+          "  --max-connections N     connections held at once (default 10000)\n"
+          "  --log-level debug|info|warn|error  (default info)\n"
+          "  --help                  this text\n",
+          f);
+}
+
+bool lq_parse_bytes(const char *s, uint64_t *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return false;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    else if (*end == 'T' || *end == 't')
+        shift = 40;
+    if (shift != 0) {
+        end++;
+        if (*end == 'i' && end[1] == 'B')
+            end += 2;
+        else if (*end == 'B')
+            end++;
+    }
+    if (*end != '\0')
+        return false;
+    if (shift != 0 && v > (UINT64_MAX >> shift))
+        return false;
+    *out = (uint64_t)v << shift;
+    return true;
+}
+
+static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* QUEUE=NAME:WEIGHT,NAME:WEIGHT, split in place inside q->text. */
+static bool parse_lanes(lq_queue_flag *q, char *err, size_t err_cap)
+{
+    char *s = q->text;
+    char *eq = strchr(s, '=');
+    if (eq == NULL || eq == s) {
+        snprintf(err, err_cap, "--lanes: expected QUEUE=NAME:WEIGHT[,NAME:WEIGHT...], got \"%s\"", s);
+        return false;
+    }
+    *eq = '\0';
+    q->queue = (lq_str){s, (uint32_t)(eq - s)};
+    char *p = eq + 1;
+    q->n_lanes = 0;
+    for (;;) {
+        char *comma = strchr(p, ',');
+        if (comma != NULL)
+            *comma = '\0';
+        char *colon = strchr(p, ':');
+        uint32_t w = 0;
+        if (colon == NULL || colon == p || !parse_u32(colon + 1, 0, LANE_WEIGHT_MAX, &w)) {
+            snprintf(err, err_cap, "--lanes %.*s: bad lane \"%s\" (want NAME:WEIGHT, weight 0..%u)",
+                     (int)q->queue.len, q->queue.ptr, p, LANE_WEIGHT_MAX);
+            return false;
+        }
+        if (q->n_lanes == LQ_LANES_MAX) {
+            snprintf(err, err_cap, "--lanes %.*s: more than %d lanes", (int)q->queue.len, q->queue.ptr,
+                     LQ_LANES_MAX);
+            return false;
+        }
+        *colon = '\0';
+        lq_str name = {p, (uint32_t)(colon - p)};
+        for (uint32_t i = 0; i < q->n_lanes; i++) {
+            if (lq_str_eq(q->lanes[i].name, name)) {
+                snprintf(err, err_cap, "--lanes %.*s: lane \"%s\" listed twice", (int)q->queue.len,
+                         q->queue.ptr, p);
+                return false;
+            }
+        }
+        q->lanes[q->n_lanes++] = (lq_lane_cfg){name, w};
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    return true;
+}
+
+static lq_config_result add_lanes(lq_config *cfg, const char *val, char *err, size_t err_cap)
+{
+    if (cfg->n_queues == LQ_CONFIG_QUEUE_FLAGS_MAX) {
+        snprintf(err, err_cap, "--lanes: at most %d queues", LQ_CONFIG_QUEUE_FLAGS_MAX);
+        return LQ_CONFIG_ERROR;
+    }
+    if (cfg->queues == NULL) {
+        cfg->queues = calloc(LQ_CONFIG_QUEUE_FLAGS_MAX, sizeof *cfg->queues); /* owner: lq_config_free */
+        if (cfg->queues == NULL) {
+            snprintf(err, err_cap, "out of memory");
+            return LQ_CONFIG_ERROR;
+        }
+    }
+    lq_queue_flag *q = &cfg->queues[cfg->n_queues];
+    q->text = strdup(val); /* owner: lq_config_free */
+    if (q->text == NULL) {
+        snprintf(err, err_cap, "out of memory");
+        return LQ_CONFIG_ERROR;
+    }
+    cfg->n_queues++;
+    if (!parse_lanes(q, err, err_cap))
+        return LQ_CONFIG_ERROR;
+    for (uint32_t i = 0; i + 1 < cfg->n_queues; i++) {
+        if (lq_str_eq(cfg->queues[i].queue, q->queue)) {
+            snprintf(err, err_cap, "--lanes: queue \"%.*s\" given twice", (int)q->queue.len, q->queue.ptr);
+            return LQ_CONFIG_ERROR;
+        }
+    }
+    return LQ_CONFIG_RUN;
+}
+
+static const char *const value_flags[] = {"--listen", "--data-dir", "--sync", "--map-size", "--lanes",
+                                          "--max-payload", "--max-connections", "--unix", "--log-level"};
+
+lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *err, size_t err_cap)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->listen = "127.0.0.1:7420";
+    cfg->data_dir = "./var/leaseq";
+    cfg->sync = LQ_SYNC_FULL;
+    cfg->map_size_bytes = 1ull << 30;
+    cfg->max_payload_bytes = LQ_PAYLOAD_MAX_DEFAULT;
+    cfg->max_connections = 10000;
+    cfg->log_level = LQ_LOG_INFO;
+    err[0] = '\0';
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
+            return LQ_CONFIG_HELP;
+        /* --flag=value and --flag value are both accepted. */
+        const char *flag = NULL, *val = NULL;
+        size_t flen = strcspn(arg, "=");
+        for (size_t k = 0; k < sizeof value_flags / sizeof value_flags[0]; k++) {
+            if (strlen(value_flags[k]) == flen && strncmp(arg, value_flags[k], flen) == 0)
+                flag = value_flags[k];
+        }
+        if (flag == NULL) {
+            snprintf(err, err_cap, "unknown flag \"%s\" (see --help)", arg);
+            return LQ_CONFIG_ERROR;
+        }
+        if (arg[flen] == '=') {
+            val = arg + flen + 1;
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            snprintf(err, err_cap, "%s needs a value", flag);
+            return LQ_CONFIG_ERROR;
+        }
+
+        uint64_t bytes = 0;
+        if (strcmp(flag, "--listen") == 0) {
+            if (*val == '\0' || strrchr(val, ':') == NULL) {
+                snprintf(err, err_cap, "--listen: expected HOST:PORT, got \"%s\"", val);
+                return LQ_CONFIG_ERROR;
+            }
+            cfg->listen = val;
+        } else if (strcmp(flag, "--data-dir") == 0) {
+            if (*val == '\0') {
+                snprintf(err, err_cap, "--data-dir: empty path");
+                return LQ_CONFIG_ERROR;
+            }
+            cfg->data_dir = val;
+        } else if (strcmp(flag, "--unix") == 0) {
+            if (*val == '\0' || strlen(val) >= 108) {
+                snprintf(err, err_cap, "--unix: path empty or longer than 107 bytes");
+                return LQ_CONFIG_ERROR;
+            }
+            cfg->unix_path = val;
+        } else if (strcmp(flag, "--sync") == 0) {
+            if (strcmp(val, "full") == 0)
+                cfg->sync = LQ_SYNC_FULL;
+            else if (strcmp(val, "periodic") == 0)
+                cfg->sync = LQ_SYNC_PERIODIC;
+            else if (strcmp(val, "none") == 0)
+                cfg->sync = LQ_SYNC_NONE;
+            else {
+                snprintf(err, err_cap, "--sync: expected full, periodic or none, got \"%s\"", val);
+                return LQ_CONFIG_ERROR;
+            }
+        } else if (strcmp(flag, "--map-size") == 0) {
+            if (!lq_parse_bytes(val, &bytes) || bytes < MAP_SIZE_MIN || bytes > MAP_SIZE_MAX) {
+                snprintf(err, err_cap, "--map-size: expected 1M..16T (suffix K/M/G/T), got \"%s\"", val);
+                return LQ_CONFIG_ERROR;
+            }
+            cfg->map_size_bytes = bytes;
+        } else if (strcmp(flag, "--max-payload") == 0) {
+            if (!lq_parse_bytes(val, &bytes) || bytes < 1 || bytes > PAYLOAD_MAX_LIMIT) {
+                snprintf(err, err_cap, "--max-payload: expected 1..1G (suffix K/M/G), got \"%s\"", val);
+                return LQ_CONFIG_ERROR;
+            }
+            cfg->max_payload_bytes = (uint32_t)bytes;
+        } else if (strcmp(flag, "--max-connections") == 0) {
+            if (!parse_u32(val, 1, CONNECTIONS_MAX_LIMIT, &cfg->max_connections)) {
+                snprintf(err, err_cap, "--max-connections: expected 1..%u, got \"%s\"", CONNECTIONS_MAX_LIMIT, val);
+                return LQ_CONFIG_ERROR;
+            }
+        } else if (strcmp(flag, "--log-level") == 0) {
+            if (!lq_log_level_parse(val, &cfg->log_level)) {
+                snprintf(err, err_cap, "--log-level: expected debug, info, warn or error, got \"%s\"", val);
+                return LQ_CONFIG_ERROR;
+            }
+        } else if (strcmp(flag, "--lanes") == 0) {
+            if (add_lanes(cfg, val, err, err_cap) != LQ_CONFIG_RUN)
+                return LQ_CONFIG_ERROR;
+        }
+    }
+    return LQ_CONFIG_RUN;
+}
+
+void lq_config_free(lq_config *cfg)
+{
+    if (cfg->queues != NULL) {
+        for (uint32_t i = 0; i < cfg->n_queues; i++)
+            free(cfg->queues[i].text);
+        free(cfg->queues);
+    }
+    cfg->queues = NULL;
+    cfg->n_queues = 0;
+}

@@ -1,0 +1,50 @@
+/* leaseqd command line: flags, defaults and validation. */
+#ifndef LQ_CONFIG_H
+#define LQ_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/core.h"
+#include "log.h"
+#include "store/store.h"
+
+#define LQ_CONFIG_QUEUE_FLAGS_MAX 256 /* --lanes flags on one command line */
+
+/* One --lanes QUEUE=NAME:WEIGHT,... flag; names point into text. */
+typedef struct {
+    char *text;   /* owner: lq_config_free (a copy of the flag's value, split in place) */
+    lq_str queue;
+    lq_lane_cfg lanes[LQ_LANES_MAX];
+    uint32_t n_lanes;
+} lq_queue_flag;
+
+typedef struct {
+    const char *listen;        /* HOST:PORT; points into argv */
+    const char *data_dir;      /* points into argv or a literal */
+    const char *unix_path;     /* NULL = no Unix listener */
+    lq_sync_mode sync;
+    uint64_t map_size_bytes;
+    uint32_t max_payload_bytes;
+    uint32_t max_connections;
+    lq_log_level log_level;
+    lq_queue_flag *queues;     /* owner: lq_config_free */
+    uint32_t n_queues;
+} lq_config;
+
+typedef enum {
+    LQ_CONFIG_RUN = 0,
+    LQ_CONFIG_HELP = 1,   /* --help: usage printed to stdout, exit 0 */
+    LQ_CONFIG_ERROR = 2,  /* err holds a one-line message, exit 2 */
+} lq_config_result;
+
+/* Fills cfg from argv (defaults first). cfg must be freed with lq_config_free whatever the
+ * result. err gets a one-line message on LQ_CONFIG_ERROR. */
+lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *err, size_t err_cap);
+void lq_config_free(lq_config *cfg);
+void lq_config_usage(FILE *f);
+
+/* "123", "64K", "16M", "1G" (powers of 1024). false on garbage or overflow. */
+bool lq_parse_bytes(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,363 @@
+/* Connections: input buffers and reads, output buffers and the one send in flight, closing. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "core/lq_assert.h"
+#include "log.h"
+#include "loop_int.h"
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+struct conn *lqn_conn_get(const lq_loop *l, lq_conn_id id)
+{
+    uint32_t slot = (uint32_t)id, gen = (uint32_t)(id >> 32);
+    if (slot >= l->opts.max_connections)
+        return NULL;
+    struct conn *c = l->conns[slot];
+    if (c == NULL || c->gen != gen)
+        return NULL;
+    return c;
+}
+
+lq_conn_id lqn_conn_id(const struct conn *c)
+{
+    return (lq_conn_id)c->slot | (lq_conn_id)c->gen << 32;
+}
+
+void lqn_mark_dirty(lq_loop *l, struct conn *c)
+{
+    if (!c->dirty) {
+        c->dirty = true;
+        l->dirty[l->n_dirty++] = c->slot;
+    }
+}
+
+static size_t out_backlog(const struct conn *c)
+{
+    return c->pend.len + (c->sending.len - c->send_off);
+}
+
+static void conn_release(lq_loop *l, struct conn *c)
+{
+    LQ_ASSERT(c->inflight == 0 && !c->notify_pending);
+    close(c->fd);
+    free(c->in);
+    free(c->pend.p);
+    free(c->sending.p);
+    uint32_t slot = c->slot;
+    /* The generation moves on, so ids and completions of this connection go stale. */
+    l->gens[slot] = c->gen + 1 == 0 ? 1 : c->gen + 1;
+    l->conns[slot] = NULL;
+    l->free_slots[l->n_free++] = slot;
+    l->n_conns--;
+    l->accept_blocked = false;
+    free(c);
+}
+
+/* Starts the close: the handler hears of it at the end of the pass. */
+static void conn_begin_close(lq_loop *l, struct conn *c, bool flush)
+{
+    if (c->state != C_OPEN)
+        return;
+    c->state = C_CLOSING;
+    c->close_flush = flush;
+    c->notify_pending = true;
+    c->linger_deadline_ns = lq_mono_ns() + (uint64_t)l->opts.linger_ms * 1000000u;
+    l->n_lingering++;
+    l->notify[l->n_notify++] = c->slot;
+    lqn_mark_dirty(l, c);
+}
+
+/* Shuts the socket so every op in flight completes, then releases once they have. */
+static void conn_kill(lq_loop *l, struct conn *c)
+{
+    if (c->state == C_DEAD)
+        return;
+    if (c->state == C_CLOSING)
+        l->n_lingering--;
+    c->state = C_DEAD;
+    shutdown(c->fd, SHUT_RDWR);
+    if (c->inflight > 0) {
+        struct io_uring_sqe *s = lqn_sqe(l);
+        io_uring_prep_cancel_fd(s, c->fd, IORING_ASYNC_CANCEL_ALL);
+        io_uring_sqe_set_data64(s, UD(OP_CANCEL, c->slot, c->gen));
+        c->inflight++;
+    }
+}
+
+void lqn_notify_closes(lq_loop *l)
+{
+    /* on_close may close other connections (it never does today, but the list is re-read). */
+    for (uint32_t i = 0; i < l->n_notify; i++) {
+        struct conn *c = l->conns[l->notify[i]];
+        if (c == NULL || !c->notify_pending)
+            continue;
+        c->notify_pending = false;
+        l->h.on_close(l->ctx, lqn_conn_id(c), c->user);
+        lqn_mark_dirty(l, c);
+    }
+    l->n_notify = 0;
+}
+
+static void submit_send(lq_loop *l, struct conn *c)
+{
+    struct io_uring_sqe *s = lqn_sqe(l);
+    io_uring_prep_send(s, c->fd, c->sending.p + c->send_off, c->sending.len - c->send_off, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(s, UD(OP_SEND, c->slot, c->gen));
+    c->send_armed = true;
+    c->inflight++;
+}
+
+static bool want_read(const lq_loop *l, const struct conn *c)
+{
+    return c->state == C_OPEN && !c->recv_armed && !c->paused && !l->stop_reading &&
+           out_backlog(c) < l->opts.out_pause;
+}
+
+static void conn_flush(lq_loop *l, struct conn *c, uint64_t now_ns)
+{
+    if (c->state == C_CLOSING) {
+        bool more = c->close_flush && out_backlog(c) > 0 && now_ns < c->linger_deadline_ns;
+        if (!more) {
+            conn_kill(l, c);
+        }
+    }
+    if (c->state == C_DEAD) {
+        if (c->inflight == 0 && !c->notify_pending)
+            conn_release(l, c);
+        return;
+    }
+    if (!c->send_armed) {
+        if (c->send_off < c->sending.len) {
+            submit_send(l, c);
+        } else if (c->pend.len > 0) {
+            /* Everything queued since the last send goes out in one op. */
+            struct obuf t = c->sending;
+            c->sending = c->pend;
+            c->pend = t;
+            c->pend.len = 0;
+            c->send_off = 0;
+            submit_send(l, c);
+        }
+    }
+    if (want_read(l, c)) {
+        struct io_uring_sqe *s = lqn_sqe(l);
+        io_uring_prep_recv(s, c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        io_uring_sqe_set_data64(s, UD(OP_RECV, c->slot, c->gen));
+        c->recv_armed = true;
+        c->inflight++;
+    }
+}
+
+void lqn_flush_dirty(lq_loop *l)
+{
+    uint64_t now_ns = lq_mono_ns();
+    if (l->n_lingering > 0) {
+        /* Closing connections that cannot flush in time are killed at their deadline. */
+        for (uint32_t s = 0; s < l->opts.max_connections && l->n_lingering > 0; s++) {
+            struct conn *c = l->conns[s];
+            if (c != NULL && c->state == C_CLOSING && now_ns >= c->linger_deadline_ns)
+                lqn_mark_dirty(l, c);
+        }
+    }
+    while (l->n_dirty > 0) {
+        uint32_t n = l->n_dirty;
+        uint32_t *work = l->dirty;
+        l->dirty = l->dirty_work;
+        l->dirty_work = work;
+        l->n_dirty = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            struct conn *c = l->conns[work[i]];
+            if (c == NULL)
+                continue;
+            c->dirty = false;
+            conn_flush(l, c, now_ns);
+        }
+    }
+}
+
+static bool grow_input(struct conn *c, size_t want)
+{
+    uint8_t *p = realloc(c->in, want); /* owner: conn */
+    if (p == NULL)
+        return false;
+    c->in = p;
+    c->in_cap = want;
+    return true;
+}
+
+void lqn_on_recv(lq_loop *l, struct conn *c, int res)
+{
+    c->recv_armed = false;
+    if (c->state != C_OPEN)
+        return;
+    if (res == 0) {
+        LQ_LOGD("connection closed by the peer", "slot=%u in_len=%zu in_cap=%zu", c->slot, c->in_len, c->in_cap);
+        conn_begin_close(l, c, true); /* the peer may have only shut its writing side */
+        return;
+    }
+    if (res < 0) {
+        if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS) {
+            lqn_mark_dirty(l, c);
+        } else {
+            LQ_LOGD("closing connection: recv failed", "slot=%u error=\"%s\"", c->slot, strerror(-res));
+            conn_begin_close(l, c, false);
+        }
+        return;
+    }
+    c->in_len += (size_t)res;
+    size_t need = 0;
+    size_t used = l->h.on_data(l->ctx, lqn_conn_id(c), c->user, c->in, c->in_len, &need);
+    if (c->state != C_OPEN)
+        return;
+    LQ_ASSERT(used <= c->in_len);
+    if (used > 0) {
+        c->in_len -= used;
+        if (c->in_len > 0)
+            memmove(c->in, c->in + used, c->in_len);
+    }
+    bool ok = true;
+    if (need > l->opts.in_max) {
+        ok = false; /* the handler checks the caps first; this is a second fence */
+    } else if (need > c->in_cap) {
+        ok = grow_input(c, need);
+    } else if (c->in_len == c->in_cap) {
+        size_t want = c->in_cap * 2 < l->opts.in_max ? c->in_cap * 2 : l->opts.in_max;
+        ok = want > c->in_cap && grow_input(c, want);
+    } else if (c->in_len == 0 && c->in_cap > IN_SHRINK_BYTES) {
+        ok = grow_input(c, IN_INIT_BYTES);
+    }
+    if (!ok) {
+        LQ_LOGW("closing connection: input buffer", "need=%zu cap=%zu", need, c->in_cap);
+        conn_begin_close(l, c, false);
+        return;
+    }
+    lqn_mark_dirty(l, c);
+}
+
+static void shrink_obuf(struct obuf *b)
+{
+    if (b->cap > OUT_SHRINK_BYTES) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+}
+
+void lqn_on_send(lq_loop *l, struct conn *c, int res)
+{
+    c->send_armed = false;
+    if (c->state == C_DEAD)
+        return;
+    if (res < 0) {
+        if (res == -EINTR || res == -EAGAIN) {
+            lqn_mark_dirty(l, c);
+            return;
+        }
+        LQ_LOGD("closing connection: send failed", "slot=%u error=\"%s\"", c->slot, strerror(-res));
+        if (c->state == C_OPEN) {
+            conn_begin_close(l, c, false);
+        } else {
+            conn_kill(l, c);
+        }
+        return;
+    }
+    c->send_off += (size_t)res;
+    if (c->send_off >= c->sending.len) {
+        c->sending.len = 0;
+        c->send_off = 0;
+        shrink_obuf(&c->sending);
+    }
+    lqn_mark_dirty(l, c);
+}
+
+/* ---- public ----------------------------------------------------------------------------- */
+
+void *lq_loop_user(lq_loop *l, lq_conn_id id)
+{
+    struct conn *c = lqn_conn_get(l, id);
+    return c != NULL && c->state == C_OPEN ? c->user : NULL;
+}
+
+void *lq_loop_user_any(lq_loop *l, lq_conn_id id)
+{
+    struct conn *c = lqn_conn_get(l, id);
+    return c != NULL ? c->user : NULL;
+}
+
+uint8_t *lq_loop_out_reserve(lq_loop *l, lq_conn_id id, size_t n)
+{
+    struct conn *c = lqn_conn_get(l, id);
+    if (c == NULL || c->state != C_OPEN)
+        return NULL;
+    if (out_backlog(c) + n > l->opts.out_max) {
+        LQ_LOGW("closing connection: unsent output over the cap", "backlog=%zu add=%zu cap=%zu",
+                out_backlog(c), n, l->opts.out_max);
+        conn_begin_close(l, c, false);
+        return NULL;
+    }
+    struct obuf *b = &c->pend;
+    if (b->cap - b->len < n) {
+        size_t want = b->cap ? b->cap : OUT_INIT_BYTES;
+        while (want - b->len < n)
+            want *= 2;
+        uint8_t *p = realloc(b->p, want); /* owner: conn */
+        if (p == NULL) {
+            LQ_LOGE("closing connection: out of memory for output", "want=%zu", want);
+            conn_begin_close(l, c, false);
+            return NULL;
+        }
+        b->p = p;
+        b->cap = want;
+    }
+    return b->p + b->len;
+}
+
+void lq_loop_out_commit(lq_loop *l, lq_conn_id id, size_t n)
+{
+    struct conn *c = lqn_conn_get(l, id);
+    if (c == NULL || c->state != C_OPEN)
+        return;
+    LQ_ASSERT(c->pend.cap - c->pend.len >= n);
+    c->pend.len += n;
+    lqn_mark_dirty(l, c);
+}
+
+void lq_loop_pause(lq_loop *l, lq_conn_id id, bool paused)
+{
+    struct conn *c = lqn_conn_get(l, id);
+    if (c == NULL || c->paused == paused)
+        return;
+    c->paused = paused;
+    lqn_mark_dirty(l, c);
+}
+
+void lq_loop_stop_reading(lq_loop *l)
+{
+    l->stop_reading = true;
+}
+
+void lq_loop_close(lq_loop *l, lq_conn_id id, bool flush)
+{
+    struct conn *c = lqn_conn_get(l, id);
+    if (c != NULL)
+        conn_begin_close(l, c, flush);
+}
+
+void lq_loop_close_all(lq_loop *l, bool flush)
+{
+    for (uint32_t s = 0; s < l->opts.max_connections; s++) {
+        struct conn *c = l->conns[s];
+        if (c != NULL)
+            conn_begin_close(l, c, flush);
+    }
+}
+
+uint32_t lq_loop_conn_count(const lq_loop *l)
+{
+    return l->n_conns;
+}

@@ -1,0 +1,95 @@
+/* The io_uring event loop: listeners, connections, their buffers, and fd readers (the
+ * committer's eventfd, the signalfd).
+ *
+ * One thread. Each pass of lq_loop_run_once:
+ *   1. starts at most one send per connection (everything queued since its last send goes out
+ *      in one op), (re)arms reads, finishes closes;
+ *   2. submits and waits up to timeout_ms for completions;
+ *   3. dispatches every ready completion to the handlers (on_data parses and answers frames);
+ *   4. runs on_close for connections closed during the pass.
+ * The caller does its "before sleep" work between passes.
+ *
+ * A connection is named by an lq_conn_id (slot + generation); an id whose connection has been
+ * closed is stale and every call taking it ignores it, so replies that complete after their
+ * connection went away are dropped safely. Completions carry op kind + slot + generation in
+ * user_data (never an fd), so a late completion for a reused slot is ignored too.
+ */
+#ifndef LQ_NET_LOOP_H
+#define LQ_NET_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/lq_err.h"
+
+typedef uint64_t lq_conn_id; /* slot | generation << 32; 0 is never a live id */
+
+typedef struct {
+    /* A connection was accepted. user: its zeroed user area (opts.user_size bytes). */
+    void (*on_open)(void *ctx, lq_conn_id id, void *user);
+    /* data[0..len) is all buffered input. Returns the bytes consumed (whole frames) and sets
+     * *need to the size the next frame needs in total (its header says; 8 before that). The
+     * loop grows the buffer to *need, which the handler has checked against the frame caps. */
+    size_t (*on_data)(void *ctx, lq_conn_id id, void *user, const uint8_t *data, size_t len, size_t *need);
+    /* The connection is gone for the handler (peer closed, error, or lq_loop_close): called
+     * exactly once, outside on_data. Its id is stale from now on. */
+    void (*on_close)(void *ctx, lq_conn_id id, void *user);
+} lq_loop_handlers;
+
+typedef struct {
+    uint32_t max_connections;  /* accepted connections beyond this are closed at once */
+    size_t user_size;          /* bytes of handler state per connection */
+    size_t in_max;             /* input buffer cap: one largest frame */
+    size_t out_max;            /* unsent output cap; beyond it the connection is dropped */
+    size_t out_pause;          /* unsent output above which reading pauses (backpressure) */
+    uint32_t linger_ms;        /* how long a closing connection may take to flush */
+} lq_loop_opts;
+
+typedef struct lq_loop lq_loop;
+
+/* *out owned by the caller: lq_loop_destroy. */
+lq_err lq_loop_create(const lq_loop_opts *opts, const lq_loop_handlers *h, void *ctx, lq_loop **out);
+void lq_loop_destroy(lq_loop *l);
+/* "SETUP_SINGLE_ISSUER|DEFER_TASKRUN" or what the kernel took. */
+const char *lq_loop_setup_flags(const lq_loop *l);
+
+/* Listens and starts accepting. bound gets the address actually bound (port 0 resolved). */
+lq_err lq_loop_listen_tcp(lq_loop *l, const char *host_port, char *bound, size_t bound_cap);
+/* Removes a stale socket file at path first; the file is removed again at destroy. */
+lq_err lq_loop_listen_unix(lq_loop *l, const char *path);
+/* Closes the listeners; already accepted connections stay. */
+void lq_loop_stop_listening(lq_loop *l);
+
+/* fd is read record_size bytes at a time (<= 128) through io_uring, re-armed after each
+ * completion; fn gets the bytes and the result (bytes read or -errno). */
+typedef void (*lq_loop_read_fn)(void *ctx, const void *data, int res);
+lq_err lq_loop_add_reader(lq_loop *l, int fd, size_t record_size, lq_loop_read_fn fn, void *ctx);
+
+lq_err lq_loop_run_once(lq_loop *l, int timeout_ms);
+
+/* The handler area of a live connection, or NULL if id is stale or closing. */
+void *lq_loop_user(lq_loop *l, lq_conn_id id);
+/* The handler area until the connection is released (closing included), or NULL. */
+void *lq_loop_user_any(lq_loop *l, lq_conn_id id);
+
+/* Room for n bytes at the end of the connection's unsent output; the bytes written there go
+ * out with lq_loop_out_commit. NULL if id is stale, or if the output would pass out_max (the
+ * connection is then closed without flushing). */
+uint8_t *lq_loop_out_reserve(lq_loop *l, lq_conn_id id, size_t n);
+void lq_loop_out_commit(lq_loop *l, lq_conn_id id, size_t n);
+
+/* Stops (or resumes) reading from a connection, e.g. while it has too many replies waiting
+ * on a commit. */
+void lq_loop_pause(lq_loop *l, lq_conn_id id, bool paused);
+/* Stops reading from every connection (shutdown). */
+void lq_loop_stop_reading(lq_loop *l);
+
+/* Closes the connection: on_close runs at the end of this pass. flush: send what is queued
+ * first (bounded by linger_ms), e.g. an error frame. */
+void lq_loop_close(lq_loop *l, lq_conn_id id, bool flush);
+void lq_loop_close_all(lq_loop *l, bool flush);
+
+uint32_t lq_loop_conn_count(const lq_loop *l); /* connections not yet fully released */
+
+#endif

@@ -1,0 +1,359 @@
+/* Start-up and recovery, the run loop with its before-sleep step, connections, shutdown. */
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server_int.h"
+
+#define LINGER_MS 2000
+#define ARENA_CHUNK_BYTES (64u << 10)
+#define ARENA_CAP_BYTES (32u << 20)      /* decoded form of one <= 1 MiB request */
+#define OUT_ARENA_CAP_BYTES (64u << 20)  /* one reply being built (stats of every lane) */
+
+uint64_t srv_now(const lq_server *s)
+{
+    return lq_clock_now_ms(&s->clock);
+}
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+static void on_open(void *ctx, lq_conn_id id, void *user)
+{
+    (void)ctx;
+    srv_conn *sc = user;
+    sc->id = id;
+}
+
+static size_t on_data(void *ctx, lq_conn_id id, void *user, const uint8_t *data, size_t len, size_t *need)
+{
+    lq_server *s = ctx;
+    srv_conn *sc = user;
+    (void)id;
+    size_t off = 0;
+    *need = 0;
+    for (;;) {
+        lq_frame f;
+        size_t consumed = 0, nd = 0;
+        lq_frame_status st = lq_frame_parse(data + off, len - off, s->cfg->max_payload_bytes, &f, &consumed, &nd);
+        if (st == LQ_FRAME_NEED_MORE) {
+            *need = nd;
+            return off;
+        }
+        if (st == LQ_FRAME_TOO_LARGE) {
+            LQ_LOGD("closing connection: frame too large", "session=%u", sc->session);
+            srv_fail_conn(s, sc, 0, LQ_E_FRAME_TOO_LARGE, "frame over the size caps (see max_frame_bytes)");
+            return off;
+        }
+        if (st == LQ_FRAME_BAD) {
+            LQ_LOGD("closing connection: bad frame", "session=%u", sc->session);
+            srv_fail_conn(s, sc, 0, LQ_E_PROTOCOL_ERROR, "inconsistent frame lengths");
+            return off;
+        }
+        bool keep = srv_handle_frame(s, sc, &f);
+        off += consumed;
+        if (!keep)
+            return off;
+    }
+}
+
+static void on_close(void *ctx, lq_conn_id id, void *user)
+{
+    lq_server *s = ctx;
+    srv_conn *sc = user;
+    (void)id;
+    if (!sc->hello_done)
+        return;
+    srv_waiters_drop_conn(s, sc);
+    lq_core_session_close(s->core, srv_now(s), sc->session, &s->ev);
+    uint32_t requeued = 0;
+    for (size_t i = 0; i < s->ev.n; i++)
+        requeued += s->ev.v[i].type == LQ_EV_REQUEUED;
+    srv_apply_events(s, NULL);
+    if (requeued > 0)
+        LQ_LOGI("connection closed, leases requeued", "session=%u leases=%u", sc->session, requeued);
+    sc->hello_done = false;
+}
+
+static void on_signal(void *ctx, const void *data, int res)
+{
+    lq_server *s = ctx;
+    if (res != (int)sizeof(struct signalfd_siginfo))
+        return;
+    const struct signalfd_siginfo *si = data;
+    if (!s->stopping) {
+        LQ_LOGI("stop signal received", "signal=%s", si->ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+        s->stopping = true;
+    } else {
+        LQ_LOGI("stop signal received again; shutdown already under way", "phase=%d", s->stop_phase);
+    }
+}
+
+/* ---- start-up ------------------------------------------------------------------------- */
+
+typedef struct {
+    lq_server *s;
+    uint64_t now, ready, delayed, dead, total;
+} recovery;
+
+static lq_err restore_one(void *ctx, const lq_job_rec *rec)
+{
+    recovery *r = ctx;
+    lq_err e = lq_core_restore_job(r->s->core, r->now, rec);
+    if (e != LQ_OK)
+        return e;
+    r->total++;
+    if (rec->state == LQ_STATE_DELAYED)
+        r->delayed++;
+    else if (rec->state == LQ_STATE_DEAD)
+        r->dead++;
+    else
+        r->ready++;
+    return LQ_OK;
+}
+
+static lq_err recover(lq_server *s)
+{
+    uint64_t t0 = lq_mono_ns();
+    recovery r = {.s = s, .now = srv_now(s)};
+    uint64_t next_id = 0, next_seq = 0;
+    lq_err e = lq_store_load(s->store, restore_one, &r, &next_id, &next_seq);
+    if (e != LQ_OK) {
+        LQ_LOGE("recovery failed", "error=%s jobs_loaded=%llu", lq_err_name(e), (unsigned long long)r.total);
+        return e;
+    }
+    lq_core_restore_finish(s->core, srv_now(s), next_id, next_seq);
+    /* Leases are not stored: jobs leased at the crash are counted (and served) as ready. */
+    LQ_LOGI("recovered", "jobs=%llu ready=%llu delayed=%llu dead=%llu next_id=%llu took_ms=%llu",
+            (unsigned long long)r.total, (unsigned long long)r.ready, (unsigned long long)r.delayed,
+            (unsigned long long)r.dead, (unsigned long long)next_id,
+            (unsigned long long)((lq_mono_ns() - t0) / 1000000u));
+    return LQ_OK;
+}
+
+static lq_err configure_queues(lq_server *s)
+{
+    for (uint32_t i = 0; i < s->cfg->n_queues; i++) {
+        const lq_queue_flag *q = &s->cfg->queues[i];
+        lq_err e = lq_core_configure_queue(s->core, q->queue, q->lanes, q->n_lanes);
+        if (e != LQ_OK) {
+            char qn[256];
+            LQ_LOGE("--lanes refused", "queue=%s error=%s", lq_log_quote(qn, sizeof qn, q->queue.ptr, q->queue.len),
+                    lq_err_name(e));
+            return LQ_E_INVALID_ARGUMENT;
+        }
+    }
+    return LQ_OK;
+}
+
+static uint64_t random_seed(void)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
+        seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ lq_mono_ns();
+    return seed;
+}
+
+static const char *sync_name(lq_sync_mode m)
+{
+    return m == LQ_SYNC_FULL ? "full" : m == LQ_SYNC_PERIODIC ? "periodic" : "none";
+}
+
+lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
+{
+    *out = NULL;
+    lq_server *s = calloc(1, sizeof *s); /* owner: caller, lq_server_destroy */
+    if (s == NULL)
+        return LQ_E_NOMEM;
+    s->cfg = cfg;
+    s->signal_fd = signal_fd;
+    lq_clock_init(&s->clock);
+    lq_events_init(&s->ev);
+    lq_err e = LQ_E_NOMEM;
+    if (lq_arena_init(&s->arena, ARENA_CHUNK_BYTES, ARENA_CAP_BYTES) != 0 ||
+        lq_arena_init(&s->out_arena, ARENA_CHUNK_BYTES, OUT_ARENA_CAP_BYTES) != 0)
+        goto fail;
+
+    lq_core_config cc;
+    lq_core_config_default(&cc);
+    cc.seed = random_seed();
+    if (cc.max_sessions < cfg->max_connections)
+        cc.max_sessions = cfg->max_connections;
+    e = lq_core_create(&cc, &s->core);
+    if (e != LQ_OK)
+        goto fail;
+
+    LQ_LOGI("starting", "data_dir=%s sync=%s listen=%s", cfg->data_dir, sync_name(cfg->sync), cfg->listen);
+    lq_store_opts so = {.dir = cfg->data_dir, .map_size_bytes = cfg->map_size_bytes, .sync = cfg->sync};
+    e = lq_store_open(&so, &s->store);
+    if (e != LQ_OK) {
+        LQ_LOGE("cannot open the store", "data_dir=%s error=%s", cfg->data_dir, lq_err_name(e));
+        e = e == LQ_E_INVALID_ARGUMENT ? LQ_E_IO : e;
+        goto fail;
+    }
+    e = recover(s);
+    if (e != LQ_OK)
+        goto fail;
+    e = configure_queues(s);
+    if (e != LQ_OK)
+        goto fail;
+    e = srv_batches_init(s);
+    if (e != LQ_OK)
+        goto fail;
+    e = lq_committer_start(s->store, &s->committer);
+    if (e != LQ_OK) {
+        LQ_LOGE("cannot start the committer", "error=%s", lq_err_name(e));
+        goto fail;
+    }
+
+    size_t frame_max = LQ_FRAME_HEADER_BYTES + LQ_FRAME_META_MAX + (size_t)cfg->max_payload_bytes;
+    lq_loop_opts lo = {
+        .max_connections = cfg->max_connections,
+        .user_size = sizeof(srv_conn),
+        .in_max = frame_max,
+        .out_max = SRV_OUT_MAX_BYTES > 2 * frame_max ? SRV_OUT_MAX_BYTES : 2 * frame_max,
+        .out_pause = SRV_OUT_PAUSE_BYTES,
+        .linger_ms = LINGER_MS,
+    };
+    lq_loop_handlers h = {.on_open = on_open, .on_data = on_data, .on_close = on_close};
+    e = lq_loop_create(&lo, &h, s, &s->loop);
+    if (e != LQ_OK)
+        goto fail;
+    char bound[128] = "";
+    e = lq_loop_listen_tcp(s->loop, cfg->listen, bound, sizeof bound);
+    if (e != LQ_OK)
+        goto fail;
+    if (cfg->unix_path != NULL) {
+        e = lq_loop_listen_unix(s->loop, cfg->unix_path);
+        if (e != LQ_OK)
+            goto fail;
+    }
+    e = lq_loop_add_reader(s->loop, lq_committer_eventfd(s->committer), sizeof(uint64_t), srv_on_commit_ready, s);
+    if (e == LQ_OK && signal_fd >= 0)
+        e = lq_loop_add_reader(s->loop, signal_fd, sizeof(struct signalfd_siginfo), on_signal, s);
+    if (e != LQ_OK)
+        goto fail;
+    LQ_LOGI("started", "listen=%s unix=%s data_dir=%s sync=%s map_size=%llu max_payload=%u max_connections=%u io_uring=%s",
+            bound, cfg->unix_path ? cfg->unix_path : "-", cfg->data_dir, sync_name(cfg->sync),
+            (unsigned long long)cfg->map_size_bytes, cfg->max_payload_bytes, cfg->max_connections,
+            lq_loop_setup_flags(s->loop));
+    *out = s;
+    return LQ_OK;
+fail:
+    lq_server_destroy(s);
+    return e;
+}
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+static void log_aggregates(lq_server *s, uint64_t now)
+{
+    if (now - s->last_agg_log_ms < 1000)
+        return;
+    s->last_agg_log_ms = now;
+    if (s->requeued_expired > 0)
+        LQ_LOGI("leases expired, jobs requeued", "jobs=%llu", (unsigned long long)s->requeued_expired);
+    if (s->dead_lettered > 0)
+        LQ_LOGI("jobs dead-lettered", "jobs=%llu", (unsigned long long)s->dead_lettered);
+    s->requeued_expired = 0;
+    s->dead_lettered = 0;
+}
+
+/* Redis' beforesleep: timers, then hand the open batch to the committer if it is free. */
+static void before_sleep(lq_server *s)
+{
+    uint64_t now = srv_now(s);
+    s->next_tick_ms = lq_core_tick(s->core, now, &s->ev);
+    srv_apply_events(s, NULL);
+    srv_maybe_submit(s);
+    /* A read snapshot held across the wait would pin old pages and hide new commits. */
+    srv_read_end(s);
+    log_aggregates(s, now);
+}
+
+static int wait_ms(const lq_server *s)
+{
+    uint64_t now = srv_now(s);
+    uint64_t until = s->next_tick_ms;
+    uint64_t cap = s->stopping ? 20 : SRV_HOUSEKEEPING_MS;
+    if (until <= now)
+        return 0;
+    return (int)(until - now < cap ? until - now : cap);
+}
+
+/* One step of the clean stop; true once there is nothing left to do. */
+static bool shutdown_step(lq_server *s)
+{
+    uint64_t now = srv_now(s);
+    bool quiet = !s->committing && srv_batch_empty(srv_open_batch(s));
+    switch (s->stop_phase) {
+    case 0:
+        LQ_LOGI("shutting down", "connections=%u", lq_loop_conn_count(s->loop));
+        lq_loop_stop_listening(s->loop);
+        lq_loop_stop_reading(s->loop);
+        srv_waiters_answer_all(s);
+        s->stop_deadline_ms = now + SRV_SHUTDOWN_FLUSH_MS;
+        s->stop_phase = 1;
+        return false;
+    case 1:
+        /* Requests already read are finished and their commits answered first. */
+        if (!quiet && now < s->stop_deadline_ms)
+            return false;
+        lq_loop_close_all(s->loop, true);
+        s->stop_phase = 2;
+        return false;
+    default:
+        if ((quiet && lq_loop_conn_count(s->loop) == 0) || now >= s->stop_deadline_ms + LINGER_MS)
+            return true;
+        return false;
+    }
+}
+
+lq_err lq_server_run(lq_server *s)
+{
+    before_sleep(s);
+    for (;;) {
+        lq_err e = lq_loop_run_once(s->loop, wait_ms(s));
+        if (e != LQ_OK)
+            return e;
+        before_sleep(s);
+        if (s->stopping && shutdown_step(s))
+            break;
+    }
+    lq_committer_stop(s->committer);
+    s->committer = NULL;
+    LQ_LOGI("shutdown complete", "commits=%llu commit_failures=%llu unfinished_batch=%s",
+            (unsigned long long)s->commits, (unsigned long long)s->commit_failures,
+            s->committing ? "true" : "false");
+    return LQ_OK;
+}
+
+void lq_server_destroy(lq_server *s)
+{
+    if (s == NULL)
+        return;
+    lq_loop_destroy(s->loop);
+    if (s->committer != NULL)
+        lq_committer_stop(s->committer);
+    srv_read_end(s);
+    if (s->store != NULL)
+        lq_store_close(s->store);
+    if (s->core != NULL)
+        lq_core_destroy(s->core);
+    srv_batches_free(s);
+    lq_events_free(&s->ev);
+    if (s->arena.chunk != NULL)
+        lq_arena_free(&s->arena);
+    if (s->out_arena.chunk != NULL)
+        lq_arena_free(&s->out_arena);
+    free(s->scratch);
+    free(s->stats_buf);
+    free(s);
+}

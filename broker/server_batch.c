@@ -1,0 +1,422 @@
+/* Group commit and the replies that wait on it, plus parked dequeues (waiters).
+ *
+ * Every mutation of a loop pass lands in the OPEN batch; replies to mutating requests are
+ * recorded next to it (srv_deferred). Before the loop sleeps, if the committer is idle, the
+ * open batch is submitted and the other one becomes the open one (double buffering). When the
+ * committer signals its eventfd, the batch is reaped: every job it carried is reported to the
+ * core (durable or not), then its deferred replies are sent. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server_int.h"
+
+static lq_err grow(void **p, uint32_t *cap, uint32_t need, size_t elem)
+{
+    if (need <= *cap)
+        return LQ_OK;
+    uint32_t want = *cap ? *cap : 64;
+    while (want < need)
+        want *= 2;
+    void *np = realloc(*p, (size_t)want * elem); /* owner: the caller's struct */
+    if (np == NULL)
+        return LQ_E_NOMEM;
+    *p = np;
+    *cap = want;
+    return LQ_OK;
+}
+
+lq_err srv_batches_init(lq_server *s)
+{
+    for (int i = 0; i < 2; i++) {
+        s->batches[i].b = lq_batch_create(); /* owner: server, srv_batches_free */
+        if (s->batches[i].b == NULL)
+            return LQ_E_NOMEM;
+    }
+    s->open = 0;
+    return LQ_OK;
+}
+
+void srv_batches_free(lq_server *s)
+{
+    for (int i = 0; i < 2; i++) {
+        srv_batch *b = &s->batches[i];
+        if (b->b != NULL)
+            lq_batch_destroy(b->b);
+        free(b->def);
+        free(b->items);
+        memset(b, 0, sizeof *b);
+    }
+    for (uint32_t i = 0; i < s->n_waiters; i++)
+        free(s->waiters[i].leases);
+    free(s->waiters);
+    free(s->free_waiters);
+    s->waiters = NULL;
+    s->free_waiters = NULL;
+}
+
+srv_batch *srv_open_batch(lq_server *s)
+{
+    return &s->batches[s->open];
+}
+
+bool srv_batch_empty(const srv_batch *b)
+{
+    return lq_batch_count(b->b) == 0 && b->n_def == 0;
+}
+
+/* Backpressure: a connection cannot pile up work (and payload copies) without bound while a
+ * slow commit runs; its input waits in the socket instead. */
+static bool over_limits(const lq_server *s, const srv_conn *sc)
+{
+    return sc->deferred >= SRV_DEFERRED_PAUSE || sc->deferred_bytes >= SRV_DEFERRED_BYTES_PAUSE ||
+           (s->pending_bytes >= SRV_PENDING_BYTES_PAUSE && sc->deferred > 0);
+}
+
+static bool below_resume(const lq_server *s, const srv_conn *sc)
+{
+    return sc->deferred < SRV_DEFERRED_RESUME && sc->deferred_bytes < SRV_DEFERRED_BYTES_PAUSE / 2 &&
+           (s->pending_bytes < SRV_PENDING_BYTES_PAUSE / 2 || sc->deferred == 0);
+}
+
+srv_deferred *srv_defer(lq_server *s, srv_conn *sc, uint64_t request_id, uint8_t kind, uint32_t bytes)
+{
+    srv_batch *b = srv_open_batch(s);
+    if (grow((void **)&b->def, &b->cap_def, b->n_def + 1, sizeof *b->def) != LQ_OK)
+        return NULL;
+    srv_deferred *d = &b->def[b->n_def++];
+    memset(d, 0, sizeof *d);
+    d->conn = sc->id;
+    d->request_id = request_id;
+    d->kind = kind;
+    d->bytes = bytes;
+    sc->deferred++;
+    sc->deferred_bytes += bytes;
+    s->pending_bytes += bytes;
+    if (!sc->paused && over_limits(s, sc)) {
+        sc->paused = true;
+        lq_loop_pause(s->loop, sc->id, true);
+    }
+    return d;
+}
+
+lq_err srv_item_push(lq_server *s, uint64_t job_id, lq_err err)
+{
+    srv_batch *b = srv_open_batch(s);
+    if (grow((void **)&b->items, &b->cap_items, b->n_items + 1, sizeof *b->items) != LQ_OK)
+        return LQ_E_NOMEM;
+    b->items[b->n_items++] = (srv_item){.job_id = job_id, .err = (uint8_t)err};
+    return LQ_OK;
+}
+
+/* ---- waiters -------------------------------------------------------------------------- */
+
+lq_err srv_waiter_alloc(lq_server *s, uint64_t *handle)
+{
+    uint32_t i;
+    if (s->n_free_waiters > 0) {
+        i = s->free_waiters[--s->n_free_waiters];
+    } else {
+        if (grow((void **)&s->waiters, &s->cap_waiters, s->n_waiters + 1, sizeof *s->waiters) != LQ_OK)
+            return LQ_E_NOMEM;
+        uint32_t fcap = s->cap_waiters;
+        uint32_t *nf = realloc(s->free_waiters, (size_t)fcap * sizeof *nf); /* owner: server */
+        if (nf == NULL)
+            return LQ_E_NOMEM;
+        s->free_waiters = nf;
+        i = s->n_waiters++;
+        memset(&s->waiters[i], 0, sizeof s->waiters[i]);
+    }
+    srv_waiter *w = &s->waiters[i];
+    w->gen++;
+    w->live = false;
+    w->n_leases = 0;
+    w->prev = w->next = 0;
+    *handle = (uint64_t)i | (uint64_t)w->gen << 32;
+    return LQ_OK;
+}
+
+srv_waiter *srv_waiter_get(lq_server *s, uint64_t handle)
+{
+    uint32_t i = (uint32_t)handle;
+    if (i >= s->n_waiters || s->waiters[i].gen != (uint32_t)(handle >> 32))
+        return NULL;
+    return &s->waiters[i];
+}
+
+void srv_waiter_park(lq_server *s, srv_conn *sc, uint64_t handle, uint64_t request_id)
+{
+    srv_waiter *w = srv_waiter_get(s, handle);
+    LQ_ASSERT(w != NULL && !w->live);
+    uint32_t i = (uint32_t)handle;
+    w->live = true;
+    w->conn = sc->id;
+    w->request_id = request_id;
+    w->prev = 0;
+    w->next = sc->waiters;
+    if (sc->waiters)
+        s->waiters[sc->waiters - 1].prev = i + 1;
+    sc->waiters = i + 1;
+    sc->parked++;
+}
+
+void srv_waiter_free(lq_server *s, uint64_t handle)
+{
+    srv_waiter *w = srv_waiter_get(s, handle);
+    if (w == NULL)
+        return;
+    uint32_t i = (uint32_t)handle;
+    if (w->live) {
+        srv_conn *sc = lq_loop_user_any(s->loop, w->conn);
+        if (sc != NULL) {
+            if (w->prev)
+                s->waiters[w->prev - 1].next = w->next;
+            else
+                sc->waiters = w->next;
+            if (w->next)
+                s->waiters[w->next - 1].prev = w->prev;
+            sc->parked--;
+        }
+        w->live = false;
+    }
+    w->gen++; /* the handle goes stale at once */
+    w->n_leases = 0;
+    s->free_waiters[s->n_free_waiters++] = i;
+}
+
+/* The connection is closing: its waiters are cancelled in the core and forgotten here. */
+void srv_waiters_drop_conn(lq_server *s, srv_conn *sc)
+{
+    uint32_t k = sc->waiters;
+    while (k) {
+        srv_waiter *w = &s->waiters[k - 1];
+        uint32_t next = w->next;
+        uint64_t handle = (uint64_t)(k - 1) | (uint64_t)w->gen << 32;
+        lq_core_waiter_cancel(s->core, handle);
+        w->live = false; /* unlinked wholesale below */
+        w->gen++;
+        w->n_leases = 0;
+        s->free_waiters[s->n_free_waiters++] = k - 1;
+        k = next;
+    }
+    sc->waiters = 0;
+    sc->parked = 0;
+}
+
+/* Shutdown: every parked dequeue gets its (empty) answer now. */
+void srv_waiters_answer_all(lq_server *s)
+{
+    for (uint32_t i = 0; i < s->n_waiters; i++) {
+        srv_waiter *w = &s->waiters[i];
+        if (!w->live)
+            continue;
+        uint64_t handle = (uint64_t)i | (uint64_t)w->gen << 32;
+        lq_core_waiter_cancel(s->core, handle);
+        srv_reply_dequeue(s, w->conn, w->request_id, w->leases, w->n_leases);
+        srv_waiter_free(s, handle);
+    }
+    srv_apply_events(s, NULL);
+}
+
+void srv_waiter_add_lease(lq_server *s, uint64_t handle, const lq_lease *l)
+{
+    srv_waiter *w = srv_waiter_get(s, handle);
+    if (w == NULL || !w->live ||
+        grow((void **)&w->leases, &w->cap_leases, w->n_leases + 1, sizeof *w->leases) != LQ_OK) {
+        /* Cannot deliver: the lease expires and the job is requeued then. */
+        LQ_LOGE("lease for an unknown waiter", "job=%llu", (unsigned long long)l->job_id);
+        return;
+    }
+    w->leases[w->n_leases++] = *l;
+}
+
+static void waiter_done(lq_server *s, uint64_t handle)
+{
+    srv_waiter *w = srv_waiter_get(s, handle);
+    if (w == NULL || !w->live)
+        return;
+    srv_reply_dequeue(s, w->conn, w->request_id, w->leases, w->n_leases);
+    srv_waiter_free(s, handle);
+}
+
+/* ---- events --------------------------------------------------------------------------- */
+
+void srv_apply_events(lq_server *s, srv_put_ctx *put)
+{
+    srv_batch *b = srv_open_batch(s);
+    /* A WAITER_DONE reply may give leases back, which appends to s->ev: walk by index up to
+     * the moving end, on copies. */
+    for (size_t i = 0; i < s->ev.n; i++) {
+        lq_ev e = s->ev.v[i];
+        lq_err err = LQ_OK;
+        switch (e.type) {
+        case LQ_EV_JOB_PUT:
+            if (put != NULL && put->job_id == e.job_id) {
+                err = lq_batch_put_job(b->b, &e.u.put, put->headers, put->headers_len, put->payload,
+                                       put->payload_len);
+                if (err != LQ_OK)
+                    put->failed = true;
+            } else {
+                err = lq_batch_put_job(b->b, &e.u.put, NULL, 0, NULL, 0);
+                if (err != LQ_OK)
+                    b->failed = true;
+            }
+            break;
+        case LQ_EV_JOB_UPDATE:
+            err = lq_batch_update_job(b->b, e.job_id, e.u.update.state, e.u.update.attempts,
+                                      e.u.update.not_before_ms, e.u.update.last_error);
+            if (err != LQ_OK)
+                b->failed = true;
+            break;
+        case LQ_EV_JOB_DELETE:
+            err = lq_batch_delete_job(b->b, e.job_id);
+            if (err != LQ_OK)
+                b->failed = true;
+            break;
+        case LQ_EV_LEASE:
+            srv_waiter_add_lease(s, e.u.lease.waiter, &e.u.lease.lease);
+            break;
+        case LQ_EV_WAITER_DONE:
+            waiter_done(s, e.u.waiter_done.waiter);
+            break;
+        case LQ_EV_REQUEUED:
+            if (e.u.requeued.reason == LQ_REQUEUE_LEASE_EXPIRED)
+                s->requeued_expired++;
+            break;
+        case LQ_EV_DEAD:
+            s->dead_lettered++;
+            break;
+        case LQ_EV_SESSION_STALLED:
+            LQ_LOGW("worker session stalled, leases requeued", "session=%u leases=%u", e.u.stalled.session,
+                    e.u.stalled.leases_requeued);
+            break;
+        case LQ_EV_WORKER_SUSPECT: {
+            char wid[256];
+            LQ_LOGW("worker quarantined", "worker=%s losses=%u",
+                    lq_log_quote(wid, sizeof wid, e.u.suspect.worker_id.ptr, e.u.suspect.worker_id.len),
+                    e.u.suspect.losses);
+            break;
+        }
+        case LQ_EV_JOB_WAIT_DONE:
+            break; /* this server parks no job waits yet (Wait is answered "not implemented") */
+        }
+        if (err != LQ_OK)
+            LQ_LOGE("cannot add to the batch", "job=%llu error=%s", (unsigned long long)e.job_id, lq_err_name(err));
+    }
+    lq_events_clear(&s->ev);
+}
+
+/* ---- commit --------------------------------------------------------------------------- */
+
+void srv_maybe_submit(lq_server *s)
+{
+    srv_batch *b = srv_open_batch(s);
+    if (s->committing || srv_batch_empty(b) || !lq_committer_idle(s->committer))
+        return;
+    uint64_t next_id = 0, next_seq = 0;
+    lq_core_counters(s->core, &next_id, &next_seq);
+    lq_batch_set_counters(b->b, next_id, next_seq);
+    lq_committer_submit(s->committer, b->b);
+    s->committing = true;
+    s->open ^= 1;
+}
+
+static void resume_if_below(lq_server *s, srv_conn *sc)
+{
+    if (sc->paused && below_resume(s, sc)) {
+        sc->paused = false;
+        lq_loop_pause(s->loop, sc->id, false);
+    }
+}
+
+static void complete(lq_server *s, srv_batch *b, lq_err err, bool puts_dropped)
+{
+    bool ok = err == LQ_OK && !b->failed;
+    bool durable = ok && !puts_dropped;
+    lq_err put_err = durable ? LQ_OK : (puts_dropped || err == LQ_E_STORAGE_FULL) ? LQ_E_STORAGE_FULL : LQ_E_INTERNAL;
+    uint64_t now = srv_now(s);
+    /* Every job of the batch is settled in the core, whoever is still listening. */
+    for (uint32_t i = 0; i < b->n_items; i++) {
+        srv_item *it = &b->items[i];
+        if (it->err != LQ_OK)
+            continue;
+        lq_core_commit_done(s->core, now, it->job_id, durable, &s->ev);
+        srv_apply_events(s, NULL);
+        if (!durable)
+            it->err = (uint8_t)put_err;
+    }
+    for (uint32_t i = 0; i < b->n_def; i++) {
+        const srv_deferred *d = &b->def[i];
+        s->pending_bytes -= d->bytes;
+        srv_conn *sc = lq_loop_user(s->loop, d->conn);
+        if (sc == NULL)
+            continue; /* closed meanwhile: the reply has nobody to go to */
+        sc->deferred--;
+        sc->deferred_bytes -= d->bytes;
+        resume_if_below(s, sc);
+        if (d->kind == DEF_ENQUEUE) {
+            srv_reply_enqueue(s, d->conn, d->request_id, &b->items[d->first], d->n);
+            continue;
+        }
+        if (!ok) {
+            srv_send_error(s, d->conn, d->request_id, err == LQ_E_STORAGE_FULL ? LQ_E_STORAGE_FULL : LQ_E_INTERNAL,
+                           "the change could not be stored");
+            continue;
+        }
+        Leaseq__Response r = LEASEQ__RESPONSE__INIT;
+        r.request_id = d->request_id;
+        Leaseq__AckReply ar = LEASEQ__ACK_REPLY__INIT;
+        Leaseq__NackReply nr = LEASEQ__NACK_REPLY__INIT;
+        if (d->kind == DEF_ACK) {
+            r.body_case = LEASEQ__RESPONSE__BODY_ACK;
+            r.ack = &ar;
+        } else {
+            nr.state = (Leaseq__JobState)d->nack_state;
+            r.body_case = LEASEQ__RESPONSE__BODY_NACK;
+            r.nack = &nr;
+        }
+        srv_send(s, d->conn, &r, NULL, 0);
+    }
+    lq_batch_reset(b->b);
+    b->n_def = 0;
+    b->n_items = 0;
+    b->failed = false;
+}
+
+void srv_on_commit_ready(void *ctx, const void *data, int res)
+{
+    lq_server *s = ctx;
+    (void)data;
+    (void)res;
+    if (!s->committing)
+        return;
+    lq_err err = LQ_OK;
+    bool dropped = false;
+    uint64_t us = 0;
+    lq_batch *done = lq_committer_reap(s->committer, &err, &dropped, &us);
+    if (done == NULL)
+        return;
+    srv_batch *b = &s->batches[s->open ^ 1];
+    LQ_ASSERT(done == b->b);
+    s->committing = false;
+    s->commits++;
+    /* Later reads must see what this batch wrote (new jobs become leasable below). */
+    srv_read_end(s);
+    if (err != LQ_OK || dropped) {
+        /* A full map fails every batch with new jobs: one line a second, with the count. */
+        s->commit_failures++;
+        uint64_t now = srv_now(s);
+        if (now - s->commit_fail_logged_ms >= 1000) {
+            if (err == LQ_OK)
+                LQ_LOGW("storage full: new jobs refused, other changes stored", "ops=%u failures_total=%llu",
+                        lq_batch_count(b->b), (unsigned long long)s->commit_failures);
+            else
+                LQ_LOGE("commit failed", "error=%s ops=%u took_us=%llu failures_total=%llu", lq_err_name(err),
+                        lq_batch_count(b->b), (unsigned long long)us, (unsigned long long)s->commit_failures);
+            s->commit_fail_logged_ms = now;
+        }
+    } else if (b->failed) {
+        LQ_LOGE("batch incomplete (out of memory), replies report INTERNAL", "ops=%u", lq_batch_count(b->b));
+    }
+    complete(s, b, err, dropped);
+}

@@ -1,0 +1,175 @@
+/* Internal face of the server, shared by server*.c only.
+ *
+ *   server.c        start-up (recovery), the run loop, before-sleep, shutdown, connections
+ *   server_req.c    one decoded request -> core calls -> reply now or deferred
+ *   server_batch.c  group commit: core events into the open batch, deferred replies, commit done
+ *   server_reply.c  encoding responses into a connection's output (dequeue payloads included)
+ */
+#ifndef LQ_SERVER_INT_H
+#define LQ_SERVER_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "config.h"
+#include "core/core.h"
+#include "core/lq_assert.h"
+#include "leaseq.pb-c.h"
+#include "net/loop.h"
+#include "proto/arena.h"
+#include "proto/frame.h"
+#include "store/committer.h"
+#include "store/store.h"
+
+#define SRV_ENQUEUE_ITEMS_MAX 4096     /* items in one enqueue frame */
+#define SRV_DEFERRED_PAUSE 1024        /* requests of one connection waiting on a commit: stop reading */
+#define SRV_DEFERRED_RESUME 512        /* ... and read again below this */
+#define SRV_DEFERRED_BYTES_PAUSE (64u << 20)   /* payload bytes of one connection awaiting a commit */
+#define SRV_PENDING_BYTES_PAUSE (512u << 20)   /* ... of all connections: readers with some pause */
+#define SRV_PARKED_PER_CONN_MAX 1024   /* parked dequeues of one connection */
+#define SRV_OUT_MAX_BYTES (64u << 20)  /* unsent output of one connection; over it: disconnect */
+#define SRV_OUT_PAUSE_BYTES (8u << 20) /* unsent output above which its input is not read */
+#define SRV_HOUSEKEEPING_MS 1000       /* the loop wakes at least this often */
+#define SRV_SHUTDOWN_FLUSH_MS 5000     /* shutdown: how long connections get to take their replies */
+
+/* Per-connection state, kept in the loop's user area of the connection. */
+typedef struct {
+    lq_conn_id id;
+    uint32_t session;
+    bool hello_done;
+    bool paused;          /* reading paused: too many replies waiting on commits */
+    uint32_t deferred;    /* requests whose reply waits on a commit */
+    uint64_t deferred_bytes; /* payload bytes of those requests */
+    uint32_t parked;      /* parked dequeues */
+    uint32_t waiters;     /* first parked waiter's index + 1; 0 = none */
+} srv_conn;
+
+enum { DEF_ENQUEUE = 1, DEF_ACK, DEF_NACK };
+
+/* A reply that is sent once its batch has committed. */
+typedef struct {
+    lq_conn_id conn;
+    uint64_t request_id;
+    uint8_t kind;
+    uint8_t nack_state;
+    uint32_t first, n;    /* DEF_ENQUEUE: its items in srv_batch.items */
+    uint32_t bytes;       /* payload bytes the batch holds for it (memory accounting) */
+} srv_deferred;
+
+typedef struct {
+    uint64_t job_id;      /* set when err == LQ_OK: a PENDING job awaiting commit_done */
+    uint8_t err;          /* this item's error, decided before the commit */
+} srv_item;
+
+/* One of the two batches (double buffering): the open one fills while the other commits. */
+typedef struct {
+    lq_batch *b;            /* owner: server */
+    srv_deferred *def;      /* owner: server; grows, kept across resets */
+    uint32_t n_def, cap_def;
+    srv_item *items;        /* owner: server; grows, kept across resets */
+    uint32_t n_items, cap_items;
+    bool failed;            /* an update/delete could not be added (out of memory) */
+} srv_batch;
+
+/* A parked dequeue. Handle for the core: index | generation << 32. */
+typedef struct {
+    lq_conn_id conn;
+    uint64_t request_id;
+    uint32_t gen;
+    bool live;
+    uint32_t prev, next;    /* the connection's list of parked waiters, index + 1 */
+    lq_lease *leases;       /* owner: server; granted so far, kept across reuse */
+    uint32_t n_leases, cap_leases;
+} srv_waiter;
+
+/* For JOB_PUT: the bytes that go with the job the core just created. */
+typedef struct {
+    uint64_t job_id;
+    const uint8_t *headers;
+    uint32_t headers_len;
+    const uint8_t *payload;
+    uint32_t payload_len;
+    bool failed;            /* set if the put could not be added to the batch */
+} srv_put_ctx;
+
+typedef struct lq_server lq_server;
+
+struct lq_server {
+    const lq_config *cfg;
+    lq_clock clock;
+    lq_core *core;              /* owner: server */
+    lq_store *store;            /* owner: server */
+    lq_committer *committer;    /* owner: server */
+    lq_loop *loop;              /* owner: server */
+    int signal_fd;              /* not owned */
+    lq_events ev;               /* owner: server; scratch for one core call */
+    srv_batch batches[2];
+    uint32_t open;              /* index of the batch that fills */
+    bool committing;            /* batches[open ^ 1] is with the committer */
+    lq_arena arena;             /* owner: server; decoded request of the moment */
+    lq_arena out_arena;         /* owner: server; reply messages being built */
+    uint8_t *scratch;           /* owner: server; encoded HeaderList of one item */
+    size_t scratch_cap;
+    lq_lease lease_buf[LQ_DEQUEUE_MAX];
+    srv_waiter *waiters;        /* owner: server */
+    uint32_t n_waiters, cap_waiters;
+    uint32_t *free_waiters;     /* owner: server; stack of unused indexes */
+    uint32_t n_free_waiters;
+    lq_lane_stats *stats_buf;   /* owner: server; lanes collected for a stats reply */
+    uint32_t n_stats, cap_stats;
+    bool read_open;             /* the store's read snapshot is open this pass */
+    bool stopping;
+    int stop_phase;
+    uint64_t stop_deadline_ms;
+    uint64_t next_tick_ms;
+    /* aggregated for logging (never one line per job) */
+    uint64_t requeued_expired, dead_lettered, last_agg_log_ms;
+    uint64_t commits, commit_failures, commit_fail_logged_ms;
+    uint64_t pending_bytes;     /* payload bytes of every deferred request, all connections */
+};
+
+uint64_t srv_now(const lq_server *s);
+
+/* server_req.c */
+/* Handles one whole frame of a connection. false: the connection is being closed. */
+bool srv_handle_frame(lq_server *s, srv_conn *sc, const lq_frame *f);
+
+/* server_batch.c */
+lq_err srv_batches_init(lq_server *s);
+void srv_batches_free(lq_server *s);
+srv_batch *srv_open_batch(lq_server *s);
+/* Applies and clears s->ev: store events into the open batch, leases to waiters, logs. */
+void srv_apply_events(lq_server *s, srv_put_ctx *put);
+/* Records a reply that waits on the open batch; bytes: payload the batch copied for it.
+ * Pauses reading the connection while too much of its (or everyone's) work awaits a commit. */
+srv_deferred *srv_defer(lq_server *s, srv_conn *sc, uint64_t request_id, uint8_t kind, uint32_t bytes);
+lq_err srv_item_push(lq_server *s, uint64_t job_id, lq_err err);
+void srv_maybe_submit(lq_server *s);
+void srv_on_commit_ready(void *ctx, const void *data, int res);
+bool srv_batch_empty(const srv_batch *b);
+/* Waiters */
+lq_err srv_waiter_alloc(lq_server *s, uint64_t *handle);
+srv_waiter *srv_waiter_get(lq_server *s, uint64_t handle);
+void srv_waiter_park(lq_server *s, srv_conn *sc, uint64_t handle, uint64_t request_id);
+void srv_waiter_free(lq_server *s, uint64_t handle);
+void srv_waiter_add_lease(lq_server *s, uint64_t handle, const lq_lease *l);
+void srv_waiters_drop_conn(lq_server *s, srv_conn *sc);
+void srv_waiters_answer_all(lq_server *s);
+
+/* server_reply.c */
+/* Packs r (+ payload) as one frame into the connection's output. false if it was dropped. */
+bool srv_send(lq_server *s, lq_conn_id conn, const Leaseq__Response *r, const void *payload, size_t payload_len);
+void srv_send_error(lq_server *s, lq_conn_id conn, uint64_t request_id, lq_err code, const char *msg);
+/* Error frame, then the connection is closed once it is flushed. */
+void srv_fail_conn(lq_server *s, srv_conn *sc, uint64_t request_id, lq_err code, const char *msg);
+/* Leases that cannot be delivered are given back; their events stay in s->ev for the caller
+ * to apply. */
+void srv_reply_dequeue(lq_server *s, lq_conn_id conn, uint64_t request_id, const lq_lease *leases, uint32_t n);
+void srv_reply_enqueue(lq_server *s, lq_conn_id conn, uint64_t request_id, const srv_item *items, uint32_t n);
+const char *srv_err_text(lq_err e);
+char *srv_arena_str(lq_arena *a, lq_str str);
+/* Read snapshot for dequeue replies; renewed every pass so committed jobs are visible. */
+void srv_read_end(lq_server *s);
+
+#endif
