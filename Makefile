@@ -68,6 +68,8 @@ BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps run test test-only asan clean install bench tests
 .DEFAULT_GOAL := all
+# Test objects are intermediates of pattern rules; keep them so a rebuild is incremental.
+.SECONDARY:
 
 all: $(LEASEQD) $(LEASEQCTL) $(LIBLEASEQ_A) $(LIBLEASEQ_SO) $(BUILD)/lib/pkgconfig/leaseq.pc
 
