@@ -21,12 +21,19 @@
 #define LQC_BATCH_WINDOW 16     /* enqueue frames in flight */
 #define LQC_BACKOFF_FIRST_MS 50
 #define LQC_BACKOFF_MAX_MS 2000
+/* Request ids of heartbeats sent by a worker's heartbeat thread carry this bit; the owner
+ * thread's ids count up from 1 and never reach it. Their replies are read and dropped by
+ * whatever call of the owner thread meets them (see lqc_recv). */
+#define LQC_HB_ID_BIT (1ull << 63)
 
 struct leaseq {
     lqc_conn conn;
     char *addr, *client_name, *token, *worker_id; /* owned copies: no caller pointer is kept */
     uint32_t heartbeat_ms, connect_timeout_ms, max_payload_bytes;
+    bool keep_leases_on_close;
+    bool hb_replies;         /* a heartbeat thread writes on conn: drop replies with LQC_HB_ID_BIT */
     uint64_t next_request_id;
+    uint64_t conn_gen;       /* counts good hellos: a change means a new broker session */
 
     leaseq_server_info srv;  /* from the last HelloReply; srv.server_name -> server_name */
     char server_name[64];
@@ -77,5 +84,10 @@ leaseq_err lqc_reply_error(leaseq *c, const Leaseq__Response *resp);
 leaseq_err lqc_call(leaseq *c, Leaseq__Request *req, struct iovec *iov, int iovcnt, size_t payload_len,
                     Leaseq__Response__BodyCase want, uint64_t deadline_ms, Leaseq__Response **resp,
                     lq_frame *f);
+
+/* The one call another thread may make on a handle whose owner thread is busy: writes one
+ * Heartbeat frame with request id LQC_HB_ID_BIT | seq (see lqc_conn_send_shared). Requires
+ * c->hb_replies to be set before that thread starts. */
+lqc_io lqc_send_heartbeat(leaseq *c, uint64_t seq, uint64_t deadline_ms);
 
 #endif

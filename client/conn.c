@@ -56,8 +56,8 @@ static int remaining_ms(uint64_t deadline_ms)
     return left > INT_MAX ? INT_MAX : (int)left;
 }
 
-/* Waits for events on c->fd until deadline_ms. Returns OK when an event is ready. */
-static lqc_io wait_fd(lqc_conn *c, short events, uint64_t deadline_ms, short *revents)
+/* Waits for events on fd until deadline_ms. Returns OK when an event is ready. */
+static lqc_io wait_fd(lqc_conn *c, int fd, short events, uint64_t deadline_ms, short *revents)
 {
     for (;;) {
         int left = remaining_ms(deadline_ms);
@@ -65,7 +65,7 @@ static lqc_io wait_fd(lqc_conn *c, short events, uint64_t deadline_ms, short *re
             set_err(c, "timed out");
             return LQC_IO_TIMEOUT;
         }
-        struct pollfd p = { .fd = c->fd, .events = events };
+        struct pollfd p = { .fd = fd, .events = events };
         int r = poll(&p, 1, left);
         if (r > 0) {
             *revents = p.revents;
@@ -127,6 +127,26 @@ void lqc_conn_init(lqc_conn *c)
     memset(c, 0, sizeof *c);
     c->fd = -1;
     c->max_frame_payload = LQ_PAYLOAD_MAX_DEFAULT;
+    pthread_mutex_init(&c->wlock, NULL);
+}
+
+/* fd changes under wlock, so a frame of the second thread never goes to a closed socket or,
+ * worse, to a new socket that reused the number before its hello. */
+static void set_fd(lqc_conn *c, int fd)
+{
+    pthread_mutex_lock(&c->wlock);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = fd;
+    c->greeted = false;
+    pthread_mutex_unlock(&c->wlock);
+}
+
+void lqc_conn_set_greeted(lqc_conn *c)
+{
+    pthread_mutex_lock(&c->wlock);
+    c->greeted = c->fd >= 0;
+    pthread_mutex_unlock(&c->wlock);
 }
 
 bool lqc_conn_is_open(const lqc_conn *c)
@@ -137,8 +157,7 @@ bool lqc_conn_is_open(const lqc_conn *c)
 void lqc_conn_close(lqc_conn *c)
 {
     if (c->fd >= 0)
-        close(c->fd);
-    c->fd = -1;
+        set_fd(c, -1);
     c->rstart = c->rend = 0;
 }
 
@@ -148,6 +167,7 @@ void lqc_conn_free(lqc_conn *c)
     free(c->rbuf);
     c->rbuf = NULL;
     c->rcap = 0;
+    pthread_mutex_destroy(&c->wlock);
 }
 
 /* One non-blocking connect to sa, finished before deadline_ms. Returns the socket or -1. */
@@ -165,10 +185,8 @@ static int connect_one(lqc_conn *c, int family, const struct sockaddr *sa, sockl
             close(fd);
             return -1;
         }
-        c->fd = fd;
         short rev = 0;
-        lqc_io io = wait_fd(c, POLLOUT, deadline_ms, &rev);
-        c->fd = -1;
+        lqc_io io = wait_fd(c, fd, POLLOUT, deadline_ms, &rev);
         if (io != LQC_IO_OK) {
             set_err(c, "connect %s: %s", what, io == LQC_IO_TIMEOUT ? "timed out" : c->err);
             close(fd);
@@ -205,10 +223,11 @@ lqc_io lqc_conn_open(lqc_conn *c, const char *addr, uint64_t deadline_ms)
         set_err(c, "connect %s: timed out", addr);
         return LQC_IO_TIMEOUT;
     }
+    int fd = -1;
     if (is_unix) {
         struct sockaddr_un sun = { .sun_family = AF_UNIX };
         memcpy(sun.sun_path, host, strlen(host) + 1);
-        c->fd = connect_one(c, AF_UNIX, (const struct sockaddr *)&sun, sizeof sun, deadline_ms, addr);
+        fd = connect_one(c, AF_UNIX, (const struct sockaddr *)&sun, sizeof sun, deadline_ms, addr);
     } else {
         /* getaddrinfo cannot be bounded by a deadline; numeric hosts and /etc/hosts names
          * answer at once, and a DNS name is the caller's choice. */
@@ -219,12 +238,13 @@ lqc_io lqc_conn_open(lqc_conn *c, const char *addr, uint64_t deadline_ms)
             set_err(c, "resolve %s: %s", host, gai_strerror(gai));
             return LQC_IO_CLOSED;
         }
-        for (struct addrinfo *ai = res; ai != NULL && c->fd < 0; ai = ai->ai_next)
-            c->fd = connect_one(c, ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline_ms, addr);
+        for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
+            fd = connect_one(c, ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline_ms, addr);
         freeaddrinfo(res);
     }
-    if (c->fd < 0)
+    if (fd < 0)
         return remaining_ms(deadline_ms) < 0 ? LQC_IO_TIMEOUT : LQC_IO_CLOSED;
+    set_fd(c, fd);
     if (c->rbuf == NULL) {
         c->rbuf = malloc(RBUF_INITIAL); /* owner: conn, freed by lqc_conn_free */
         if (c->rbuf == NULL) {
@@ -310,9 +330,8 @@ static lqc_io recv_some(lqc_conn *c, size_t room, size_t *got)
     }
 }
 
-lqc_io lqc_conn_send(lqc_conn *c, struct iovec *iov, int iovcnt, uint64_t deadline_ms, bool *wrote_any)
+static lqc_io send_locked(lqc_conn *c, struct iovec *iov, int iovcnt, uint64_t deadline_ms, bool *wrote_any)
 {
-    *wrote_any = false;
     if (c->fd < 0) {
         set_err(c, "not connected");
         return LQC_IO_CLOSED;
@@ -347,7 +366,7 @@ lqc_io lqc_conn_send(lqc_conn *c, struct iovec *iov, int iovcnt, uint64_t deadli
         }
         size_t room = make_room(c, 4096, RBUF_READAHEAD_MAX > c->rcap ? RBUF_READAHEAD_MAX : c->rcap);
         short rev = 0;
-        lqc_io io = wait_fd(c, (short)(POLLOUT | (room > 0 ? POLLIN : 0)), deadline_ms, &rev);
+        lqc_io io = wait_fd(c, c->fd, (short)(POLLOUT | (room > 0 ? POLLIN : 0)), deadline_ms, &rev);
         if (io != LQC_IO_OK)
             return io;
         if ((rev & POLLIN) && room > 0) {
@@ -359,6 +378,69 @@ lqc_io lqc_conn_send(lqc_conn *c, struct iovec *iov, int iovcnt, uint64_t deadli
         /* POLLERR/POLLHUP: the next sendmsg reports the error */
     }
     return LQC_IO_OK;
+}
+
+lqc_io lqc_conn_send(lqc_conn *c, struct iovec *iov, int iovcnt, uint64_t deadline_ms, bool *wrote_any)
+{
+    *wrote_any = false;
+    /* Held for the whole frame, waits included: a heartbeat between two halves of our frame
+     * would garble the stream. Uncontended in the common case, so cheap. */
+    pthread_mutex_lock(&c->wlock);
+    lqc_io io = send_locked(c, iov, iovcnt, deadline_ms, wrote_any);
+    pthread_mutex_unlock(&c->wlock);
+    return io;
+}
+
+lqc_io lqc_conn_send_shared(lqc_conn *c, const void *frame, size_t len, uint64_t deadline_ms)
+{
+    /* pthread_mutex_timedlock counts on the wall clock (pthread_mutex_clocklock would not, but
+     * ThreadSanitizer does not know it). A clock jump only makes this one wait end early
+     * (a beat skipped) or late (still bounded: the owner lets go when its write ends). */
+    int left_ms = remaining_ms(deadline_ms);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    if (left_ms > 0) {
+        until.tv_sec += left_ms / 1000;
+        until.tv_nsec += (long)(left_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+    }
+    if (pthread_mutex_timedlock(&c->wlock, &until) != 0)
+        return LQC_IO_TIMEOUT; /* the owner is busy writing a big frame: skip this one */
+    lqc_io io = LQC_IO_OK;
+    const uint8_t *p = frame;
+    size_t left = len;
+    if (c->fd < 0 || !c->greeted) {
+        io = LQC_IO_CLOSED;
+        goto out;
+    }
+    while (left > 0) {
+        ssize_t w = send(c->fd, p, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            p += w;
+            left -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            io = LQC_IO_CLOSED; /* the owner learns it from its own next read or write */
+            break;
+        }
+        int ms = remaining_ms(deadline_ms);
+        struct pollfd pf = { .fd = c->fd, .events = POLLOUT };
+        if (ms < 0 || (poll(&pf, 1, ms) < 0 && errno != EINTR)) {
+            io = LQC_IO_TIMEOUT;
+            break;
+        }
+    }
+    if (left > 0 && left < len)
+        (void)shutdown(c->fd, SHUT_RDWR); /* half a frame went out: nothing after it can parse */
+out:
+    pthread_mutex_unlock(&c->wlock);
+    return io;
 }
 
 lqc_io lqc_conn_read_frame(lqc_conn *c, uint64_t deadline_ms, lq_frame *f)
@@ -401,7 +483,7 @@ lqc_io lqc_conn_read_frame(lqc_conn *c, uint64_t deadline_ms, lq_frame *f)
             return io;
         if (got == 0) {
             short rev = 0;
-            io = wait_fd(c, POLLIN, deadline_ms, &rev);
+            io = wait_fd(c, c->fd, POLLIN, deadline_ms, &rev);
             if (io != LQC_IO_OK)
                 return io;
         }

@@ -7,6 +7,7 @@
 #ifndef LQC_CONN_H
 #define LQC_CONN_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,12 +27,18 @@ typedef enum {
     LQC_IO_NOMEM,
 } lqc_io;
 
+/* Threads: the connection belongs to one owner thread, which does everything below except
+ * lqc_conn_send_shared. That one may come from a second thread (the worker's heartbeat thread)
+ * to slip whole frames in between the owner's. wlock makes that safe: it is held while fd
+ * changes and while the owner writes one frame, never while anyone waits to read. */
 typedef struct {
-    int fd;                     /* -1 when not connected */
+    int fd;                     /* -1 when not connected; changed only under wlock */
     uint8_t *rbuf;              /* owned; received bytes [rstart, rend) not yet parsed */
     size_t rcap, rstart, rend;
     uint32_t max_frame_payload; /* cap handed to lq_frame_parse for received frames */
-    char err[256];              /* why the last failing operation failed */
+    char err[256];              /* why the last failing operation failed (owner thread only) */
+    pthread_mutex_t wlock;
+    bool greeted;               /* guarded by wlock: hello done on fd, other frames may follow */
 } lqc_conn;
 
 /* libleaseq links without the broker's lq_assert.c, so it carries its own always-on check. */
@@ -45,6 +52,9 @@ bool lqc_addr_parse(const char *addr, char *host, size_t host_cap, char *port, s
                     bool *is_unix);
 
 void lqc_conn_init(lqc_conn *c);
+/* After the hello exchange on the current socket: lqc_conn_send_shared may write from now on,
+ * until the socket is closed. */
+void lqc_conn_set_greeted(lqc_conn *c);
 /* Connects (TCP_NODELAY on TCP) before deadline_ms. Any previous socket is closed first. */
 lqc_io lqc_conn_open(lqc_conn *c, const char *addr, uint64_t deadline_ms);
 bool lqc_conn_is_open(const lqc_conn *c);
@@ -61,6 +71,13 @@ lqc_io lqc_conn_check_idle(lqc_conn *c);
  * pipelined requests while we are still writing can never deadlock us. *wrote_any tells
  * whether any byte left, i.e. whether the broker may have seen the request. */
 lqc_io lqc_conn_send(lqc_conn *c, struct iovec *iov, int iovcnt, uint64_t deadline_ms, bool *wrote_any);
+
+/* For the second thread: writes the whole frame [frame, frame+len) when the connection is
+ * open and greeted; LQC_IO_CLOSED (nothing written) when it is not. Never reads and never
+ * touches the receive buffer or err. Waits for wlock and for the socket at most until
+ * deadline_ms (LQC_IO_TIMEOUT); a frame cut short that way is a garbled stream, so the socket
+ * is shut down and the owner's next read sees a closed connection and reconnects. */
+lqc_io lqc_conn_send_shared(lqc_conn *c, const void *frame, size_t len, uint64_t deadline_ms);
 
 /* Reads one whole frame. *f points into the receive buffer and stays valid until the next
  * lqc_conn_read_frame, lqc_conn_send, lqc_conn_close or lqc_conn_trim on c. */

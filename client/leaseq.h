@@ -204,6 +204,142 @@ typedef struct {
 leaseq_err leaseq_get_stats(leaseq *c, const char *queue, leaseq_stats **out, int timeout_ms);
 void leaseq_stats_free(leaseq_stats *s);
 
+/* ---- Waiting for a job's outcome (added; additive) ---- */
+
+typedef enum {
+    LEASEQ_STATE_READY = 1,
+    LEASEQ_STATE_LEASED = 2,
+    LEASEQ_STATE_DELAYED = 3,
+    LEASEQ_STATE_DONE = 4,      /* acked; result holds the result bytes */
+    LEASEQ_STATE_DEAD = 5,      /* dead-lettered; error holds the last error */
+    LEASEQ_STATE_EXPIRED = 6,   /* its deadline passed before it was dispatched */
+    LEASEQ_STATE_PURGED = 7,
+    LEASEQ_STATE_CANCELLED = 8,
+} leaseq_job_state;
+
+/* Static lower-case name such as "done"; "unknown" for anything else. */
+const char *leaseq_state_name(leaseq_job_state s);
+
+typedef struct {
+    uint64_t job_id;
+    leaseq_job_state state;
+    char *error;          /* NUL-terminated, "" when none; never NULL after LEASEQ_OK */
+    uint8_t *result;      /* DONE: result_len bytes (NULL when 0) */
+    size_t result_len;
+} leaseq_outcome;
+
+/* Frees what leaseq_wait put in *o (one allocation) and zeroes *o. Safe on a zeroed outcome. */
+void leaseq_outcome_free(leaseq_outcome *o);
+
+/* Waits until job_id reaches a terminal state, the broker holding the request up to wait_ms.
+ * LEASEQ_OK: *out holds the job's state (DONE, DEAD, EXPIRED, PURGED or CANCELLED), error and
+ * result, owned by the caller (leaseq_outcome_free). Other results leave *out zeroed:
+ * DEADLINE_EXCEEDED when wait_ms ran out (the job is untouched: wait again), NOT_FOUND for an
+ * unknown job or one whose result retention is over. timeout_ms must exceed wait_ms (the
+ * library adds no slack of its own). A result above opts.max_payload_bytes is PROTOCOL_ERROR. */
+leaseq_err leaseq_wait(leaseq *c, uint64_t job_id, uint32_t wait_ms, leaseq_outcome *out, int timeout_ms);
+
+/* leaseq_enqueue, then leaseq_wait on the same connection, all within timeout_ms (which must
+ * exceed wait_ms). *job_id (may be NULL) is set as soon as the job is stored, so a caller that
+ * gets DEADLINE_EXCEEDED or CONNECTION from the wait can wait again by id; it stays 0 when
+ * the enqueue failed. When the enqueue leaves less than wait_ms of timeout_ms, the broker's
+ * wait is shortened to 3/4 of what is left, so its answer still arrives in time. */
+leaseq_err leaseq_enqueue_and_wait(leaseq *c, const leaseq_job_spec *job, uint32_t wait_ms, uint64_t *job_id,
+                                   leaseq_outcome *out, int timeout_ms);
+
+/* ---- Worker loop (added; additive) ----
+ *
+ * A worker leases up to `prefetch` jobs at a time from its queues, calls the handler for each
+ * in turn on the thread that called leaseq_worker_run, and acks or nacks each with what the
+ * handler said. Its own thread sends a Heartbeat every heartbeat_ms on the same connection, so
+ * a slow but healthy handler keeps its leases, while a frozen process (SIGSTOP, a hung
+ * driver that stops the whole process) falls silent and the broker requeues its jobs.
+ * Connection loss: the library reconnects; leases held at the break are lost (the broker
+ * requeues them), so the rest of a prefetched batch is skipped and counted as lease_lost. */
+
+typedef struct leaseq_worker leaseq_worker;
+
+typedef struct {
+    const char *addr;             /* required; see leaseq_connect */
+    const char *token;            /* NULL = none */
+    const char *client_name;      /* NULL = "leaseq-worker" */
+    const char *worker_id;        /* required: names the broker's worker session */
+    const char *const *queues;    /* required, n_queues of them (1..64) */
+    size_t n_queues;
+    uint32_t prefetch;            /* jobs leased at once; 0 = 1, at most 256 */
+    uint32_t heartbeat_ms;        /* 0 = 1000 */
+    uint32_t lease_ms;            /* 0 = the queue's default */
+    uint32_t poll_wait_ms;        /* long-poll wait of each dequeue; 0 = 1000. Also bounds how
+                                   * long a stop waits for an idle worker to notice it */
+    int call_timeout_ms;          /* every other call's limit, and added to poll_wait_ms; 0 = 5000 */
+    uint32_t max_payload_bytes;   /* 0 = 16 MiB; see leaseq_opts */
+} leaseq_worker_opts;
+
+/* What the handler decides; the worker zeroes it before each call, so the default is an ack
+ * without result.
+ * Lifetime: the worker is done with `result` and `error` once it has sent the ack or nack.
+ * It then calls release(release_arg) when release is set (exactly once per handler call,
+ * whatever the outcome, stop included); with release NULL the memory must stay valid until
+ * the handler is called again or leaseq_worker_run returns. */
+typedef struct {
+    const void *result;           /* ack with these bytes */
+    size_t result_len;
+    bool nack;                    /* give the job back instead of acking */
+    bool dead;                    /* nack to the dead-letter set, no retry (implies nack) */
+    const char *error;            /* nack: kept as the job's last error */
+    bool delay_set;               /* nack: retry after delay_ms instead of the queue's backoff */
+    uint64_t delay_ms;
+    void (*release)(void *release_arg);
+    void *release_arg;
+} leaseq_handler_result;
+
+/* job and everything it points to are valid only during the call. The handler may call
+ * leaseq_worker_stop; it must not call other leaseq_worker_* functions on its worker. */
+typedef void (*leaseq_handler_fn)(void *ctx, const leaseq_lease *job, leaseq_handler_result *res);
+
+/* Checks and copies opts (no pointer into them is kept); does not connect yet. *out is owned
+ * by the caller: leaseq_worker_destroy. INVALID_ARGUMENT for a missing addr, worker_id or
+ * queue, or prefetch above 256. */
+leaseq_err leaseq_worker_create(const leaseq_worker_opts *opts, leaseq_handler_fn fn, void *ctx,
+                                leaseq_worker **out);
+
+/* Runs the loop until leaseq_worker_stop. Connects first, retrying with backoff while the
+ * broker is not there. Graceful stop: the job in the handler is finished and acked, the
+ * prefetched jobs not yet started are given back (nack, no delay, error "worker stopping") so
+ * they go to the front of their lane, heartbeats stop, the connection closes, and the call
+ * returns LEASEQ_OK. It returns an error without a stop only for refusals that retrying does
+ * not fix (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND). One run at a
+ * time per worker; it may be run again after it returned. */
+leaseq_err leaseq_worker_run(leaseq_worker *w);
+
+/* Asks leaseq_worker_run to stop. Only sets a flag and writes a byte to a pipe: safe from a
+ * signal handler and from any thread, before or during a run (a stop before run makes the
+ * run return at once). The run notices it between jobs, or within poll_wait_ms when idle. */
+void leaseq_worker_stop(leaseq_worker *w);
+
+/* Frees the worker; not while leaseq_worker_run is running. NULL is fine. */
+void leaseq_worker_destroy(leaseq_worker *w);
+
+typedef struct {
+    uint64_t leased;              /* jobs received from dequeues */
+    uint64_t acked;               /* acks the broker accepted */
+    uint64_t nacked;              /* nacks the broker accepted (dead ones included) */
+    uint64_t dead;                /* of those, dead-lettered */
+    uint64_t released;            /* prefetched jobs given back at stop */
+    uint64_t lease_lost;          /* LEASE_LOST on ack/nack, or skipped after a reconnect */
+    uint64_t failed;              /* ack/nack calls that failed otherwise (job outcome unknown) */
+    uint64_t reconnects;          /* broker sessions after the first */
+    uint64_t heartbeats_sent;
+    uint64_t heartbeats_skipped;  /* connection down or busy at a beat */
+} leaseq_worker_stats;
+
+/* A snapshot of the counters; any thread, any time (each counter is read atomically). */
+void leaseq_worker_get_stats(const leaseq_worker *w, leaseq_worker_stats *out);
+
+/* The reason the last run ended with an error, or the last failure seen; "" when none. Valid
+ * until the next leaseq_worker_* call on w from the thread that runs it. */
+const char *leaseq_worker_last_error(const leaseq_worker *w);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,7 +2,12 @@
  *
  * Output is made for scripts: one value or one tab-separated record per line, no header lines,
  * and --json for structured output built with jansson. Exit status: 0 success, 1 a failed
- * call ("leaseqctl: CODE: message" on stderr), 2 a usage error. */
+ * call ("leaseqctl: CODE: message" on stderr), 2 a usage error, 3 a waited-for job that ended
+ * other than done.
+ *
+ * Every connection says keep_leases_on_close, so `lease` and a later `ack` can be separate
+ * processes: the broker lets such leases run out by their lease time instead of requeueing
+ * them when the connection closes. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -18,11 +23,12 @@
 
 #define DEFAULT_ADDR "127.0.0.1:7420"
 #define DEFAULT_TIMEOUT_MS 5000
+#define DEFAULT_WAIT_TIMEOUT_MS 30000
 #define MAX_HEADERS 64
 #define MAX_QUEUES 64
 #define FILE_MAX_BYTES (1u << 30) /* the client library's hard frame cap; the broker's is lower */
 
-enum { EXIT_FAIL = 1, EXIT_USAGE = 2 };
+enum { EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_NOT_DONE = 3 };
 
 typedef struct {
     const char *addr;
@@ -38,25 +44,27 @@ static const char GLOBAL_HELP[] =
     "  --addr HOST:PORT   broker address, [V6]:PORT or unix:/path\n"
     "                     (default $LEASEQ_ADDR, else " DEFAULT_ADDR ")\n"
     "  --token T          auth token (default $LEASEQ_TOKEN, else none)\n"
-    "  --timeout MS       time limit of each call (default 5000)\n"
+    "  --timeout MS       time limit of each call (default 5000; for wait: how long to wait)\n"
     "  --json             structured output\n"
     "\n"
     "Commands:\n"
-    "  enqueue QUEUE [options]   store a job, print its id\n"
+    "  enqueue QUEUE [options]   store a job, print its id (--wait: and its outcome)\n"
     "  lease QUEUE... [options]  lease jobs, one line per job\n"
     "  ack ID TOKEN              complete a lease\n"
     "  nack ID TOKEN             give a lease back (retry or dead-letter)\n"
     "  extend ID TOKEN --lease MS   move a lease's expiry\n"
+    "  wait ID [--out PATH]      wait until a job ends, print its state\n"
     "  ping                      round trip to the broker\n"
     "  stats [QUEUE]             counts per queue and lane\n"
     "\n"
     "'leaseqctl COMMAND --help' describes each command. Ids and lease tokens are unsigned\n"
-    "64-bit numbers in decimal. Exit status: 0 ok, 1 the call failed, 2 usage error.\n";
+    "64-bit numbers in decimal. Exit status: 0 ok, 1 the call failed, 2 usage error,\n"
+    "3 a job waited for (wait, enqueue --wait) ended dead, expired, purged or cancelled.\n";
 
 static const char ENQUEUE_HELP[] =
     "usage: leaseqctl enqueue QUEUE [--lane L] [--priority N] [--data S | --file PATH]\n"
     "                 [--delay MS] [--deadline MS] [--key K] [--max-attempts N] [--tenant T]\n"
-    "                 [--header K=V ...]\n"
+    "                 [--header K=V ...] [--wait [--wait-timeout MS] [--out PATH]]\n"
     "\n"
     "Stores one job and prints its id once the broker says it is durable.\n"
     "  --lane L           lane (default \"default\")\n"
@@ -70,7 +78,14 @@ static const char ENQUEUE_HELP[] =
     "  --max-attempts N   deliveries before dead-lettering (default: the queue's)\n"
     "  --tenant T         fairness key inside the lane\n"
     "  --header K=V       job header, repeatable (up to 64)\n"
-    "Output: the job id. --json: {\"id\":N,\"duplicate\":BOOL}\n";
+    "  --wait             then wait on the same connection until the job ends\n"
+    "  --wait-timeout MS  how long to wait (default 30000); the wait's time limit is MS\n"
+    "                     plus --timeout\n"
+    "  --out PATH         with --wait: write a done job's result to PATH ('-': stdout)\n"
+    "Output: the job id. --json: {\"id\":N,\"duplicate\":BOOL}\n"
+    "With --wait a second line follows as 'leaseqctl wait' prints it (--json: one object\n"
+    "with both sets of fields), and the exit status is that of 'leaseqctl wait'; when the\n"
+    "wait fails the id has been printed and the job is stored.\n";
 
 static const char LEASE_HELP[] =
     "usage: leaseqctl lease QUEUE [QUEUE...] [--max N] [--wait MS] [--lease MS]\n"
@@ -83,9 +98,11 @@ static const char LEASE_HELP[] =
     "No jobs: no output, exit status 0.\n"
     "--json: an array of {\"id\":N,\"token\":\"N\",\"lane\":S,\"attempt\":N,\"size\":N,\"queue\":S,\n"
     "        \"payload\":BASE64}; token is a decimal string because it can exceed 2^53.\n"
-    "Finish a lease with 'leaseqctl ack ID TOKEN' or nack. leaseqctl opens no worker session;\n"
-    "a broker that requeues a connection's leases when it closes makes these tokens stale\n"
-    "as soon as this command exits (ack then fails with LEASE_LOST).\n";
+    "Finish a lease with 'leaseqctl ack ID TOKEN' or nack, from this or another process.\n"
+    "leaseqctl's connections ask the broker to keep their leases when they close, so a lease\n"
+    "taken here stays valid after this command exits, until its lease time runs out (then\n"
+    "the job is requeued and ack fails with LEASE_LOST). leaseqctl opens no worker session\n"
+    "and sends no heartbeats: pick --lease long enough for the work.\n";
 
 static const char ACK_HELP[] =
     "usage: leaseqctl ack ID TOKEN [--result-file PATH]\n"
@@ -105,6 +122,19 @@ static const char EXTEND_HELP[] =
     "\n"
     "Moves the lease's expiry to now + MS.\n"
     "Output: the new expiry, ms since the Unix epoch. --json: {\"lease_expires_ms\":N}\n";
+
+static const char WAIT_HELP[] =
+    "usage: leaseqctl wait ID [--timeout MS] [--out PATH]\n"
+    "\n"
+    "Waits until job ID ends (done, dead, expired, purged or cancelled). Here --timeout is\n"
+    "how long the broker waits (default 5000); the call's time limit is MS + 5000.\n"
+    "  --out PATH   write a done job's result to PATH ('-': stdout, and the line below goes\n"
+    "               to stderr); not written for other states\n"
+    "Output: one line, tab-separated: STATE RESULT_BYTES ERROR (ERROR may be empty).\n"
+    "--json: {\"id\":N,\"state\":S,\"error\":S,\"result_size\":N}\n"
+    "Exit status: 0 done; 3 dead, expired, purged or cancelled; 1 the call failed, with\n"
+    "DEADLINE_EXCEEDED when the job did not end in time (it is untouched: wait again) and\n"
+    "NOT_FOUND for an unknown job or one whose result is no longer kept; 2 usage error.\n";
 
 static const char PING_HELP[] =
     "usage: leaseqctl ping\n"
@@ -262,7 +292,8 @@ static char *base64(const uint8_t *p, size_t n)
 
 static leaseq *open_conn(const global_opts *g, int *rc)
 {
-    leaseq_opts o = { .client_name = "leaseqctl", .token = g->token, .connect_timeout_ms = (uint32_t)g->timeout_ms };
+    leaseq_opts o = { .client_name = "leaseqctl", .token = g->token, .connect_timeout_ms = (uint32_t)g->timeout_ms,
+                      .keep_leases_on_close = true };
     leaseq *c = NULL;
     char why[512];
     leaseq_err e = leaseq_connect_ex(g->addr, &o, &c, why, sizeof why);
@@ -275,6 +306,62 @@ static leaseq *open_conn(const global_opts *g, int *rc)
         return NULL;
     }
     return c;
+}
+
+static bool write_file(const char *path, const uint8_t *data, size_t len)
+{
+    errno = 0;
+    FILE *f = strcmp(path, "-") == 0 ? stdout : fopen(path, "wb");
+    bool ok = f != NULL && fwrite(data, 1, len, f) == len;
+    if (f != NULL && f != stdout)
+        ok = fclose(f) == 0 && ok;
+    else if (f == stdout)
+        ok = fflush(stdout) == 0 && ok;
+    if (!ok)
+        fprintf(stderr, "leaseqctl: %s: %s\n", path, errno ? strerror(errno) : "write error");
+    return ok;
+}
+
+/* Reports a waited-for job: its result to out_path (done only), then the state line, or its
+ * fields added to j for --json (j is printed and released here). Returns the exit status. */
+static int report_outcome(const global_opts *g, const leaseq_outcome *o, const char *out_path, json_t *j)
+{
+    int rc = o->state == LEASEQ_STATE_DONE ? 0 : EXIT_NOT_DONE;
+    if (rc == 0 && out_path != NULL && !write_file(out_path, o->result, o->result_len))
+        rc = EXIT_FAIL;
+    /* with the result on stdout, everything else moves out of its way */
+    FILE *info = out_path != NULL && strcmp(out_path, "-") == 0 ? stderr : stdout;
+    if (g->json) {
+        json_object_set_new(j, "state", json_string(leaseq_state_name(o->state)));
+        json_object_set_new(j, "error", json_string(o->error));
+        json_object_set_new(j, "result_size", json_integer((json_int_t)o->result_len));
+        char *txt = json_dumps(j, JSON_COMPACT); /* owner: here */
+        if (txt != NULL)
+            fprintf(info, "%s\n", txt);
+        free(txt);
+    } else {
+        fprintf(info, "%s\t%zu\t%s\n", leaseq_state_name(o->state), o->result_len, o->error);
+    }
+    json_decref(j);
+    return rc;
+}
+
+/* Waits for id on c and reports it; j (may be NULL) holds fields already known for --json. */
+static int wait_and_report(const global_opts *g, leaseq *c, uint64_t id, uint32_t wait_ms, int call_ms,
+                           const char *out_path, json_t *j)
+{
+    leaseq_outcome o = { 0 };
+    leaseq_err e = leaseq_wait(c, id, wait_ms, &o, call_ms);
+    if (e != LEASEQ_OK) {
+        if (j != NULL) /* enqueue --wait: the id is known, say so before the failure */
+            print_json(j);
+        return call_failed(c, e);
+    }
+    if (j == NULL)
+        j = json_pack("{s:I}", "id", (json_int_t)id);
+    int rc = report_outcome(g, &o, out_path, j);
+    leaseq_outcome_free(&o);
+    return rc;
 }
 
 /* Options every command takes, so `leaseqctl stats --json` works as well as the global form. */
@@ -330,13 +417,16 @@ static int cmd_enqueue(global_opts *g, int argc, char **argv)
         { "delay", required_argument, NULL, 'D' }, { "deadline", required_argument, NULL, 'T' },
         { "key", required_argument, NULL, 'k' }, { "max-attempts", required_argument, NULL, 'm' },
         { "tenant", required_argument, NULL, 't' }, { "header", required_argument, NULL, 'H' },
-        GLOBAL_LONGOPTS, { NULL, 0, NULL, 0 }
+        { "wait", no_argument, NULL, 'w' }, { "wait-timeout", required_argument, NULL, 'W' },
+        { "out", required_argument, NULL, 'o' }, GLOBAL_LONGOPTS, { NULL, 0, NULL, 0 }
     };
     leaseq_job_spec job = { 0 };
     leaseq_header headers[MAX_HEADERS];
     char *header_copies[MAX_HEADERS];
     size_t n_headers = 0;
-    const char *data = NULL, *file = NULL;
+    const char *data = NULL, *file = NULL, *out_path = NULL;
+    bool wait = false;
+    uint32_t wait_ms = DEFAULT_WAIT_TIMEOUT_MS;
     int rc = EXIT_USAGE;
     PARSE_OPTS_LOOP("enqueue", ENQUEUE_HELP, "", lo,
         case 'l': job.lane = optarg; break;
@@ -348,6 +438,9 @@ static int cmd_enqueue(global_opts *g, int argc, char **argv)
         case 'k': job.idempotency_key = optarg; break;
         case 'm': if (!parse_u32(optarg, &job.max_attempts)) goto bad_number; break;
         case 't': job.tenant = optarg; break;
+        case 'w': wait = true; break;
+        case 'W': if (!parse_u32(optarg, &wait_ms)) goto bad_number; break;
+        case 'o': out_path = optarg; break;
         case 'H': {
             const char *eq = strchr(optarg, '=');
             if (eq == NULL || eq == optarg) {
@@ -375,6 +468,14 @@ static int cmd_enqueue(global_opts *g, int argc, char **argv)
         rc = usage_error("enqueue", "--data and --file exclude each other");
         goto out;
     }
+    if (out_path != NULL && !wait) {
+        rc = usage_error("enqueue", "--out needs --wait");
+        goto out;
+    }
+    if ((uint64_t)wait_ms + (uint64_t)g->timeout_ms > INT32_MAX) {
+        rc = usage_error("enqueue", "--wait-timeout plus --timeout is too long");
+        goto out;
+    }
     job.queue = argv[optind];
     job.headers = headers;
     job.n_headers = n_headers;
@@ -398,6 +499,14 @@ static int cmd_enqueue(global_opts *g, int argc, char **argv)
             e = r.err;
         if (e != LEASEQ_OK) {
             rc = call_failed(c, e);
+        } else if (wait) {
+            json_t *j = NULL;
+            if (g->json)
+                j = json_pack("{s:I,s:b}", "id", (json_int_t)r.job_id, "duplicate", r.duplicate);
+            else
+                printf("%" PRIu64 "\n", r.job_id);
+            fflush(stdout); /* the id is worth having even if the wait fails */
+            rc = wait_and_report(g, c, r.job_id, wait_ms, (int)(wait_ms + (uint32_t)g->timeout_ms), out_path, j);
         } else {
             rc = 0;
             if (g->json)
@@ -577,6 +686,29 @@ static int cmd_extend(global_opts *g, int argc, char **argv)
     return rc;
 }
 
+static int cmd_wait(global_opts *g, int argc, char **argv)
+{
+    static const struct option lo[] = { { "out", required_argument, NULL, 'o' }, GLOBAL_LONGOPTS,
+                                        { NULL, 0, NULL, 0 } };
+    const char *out_path = NULL;
+    PARSE_OPTS_LOOP("wait", WAIT_HELP, "", lo, case 'o': out_path = optarg; break;)
+    uint64_t id;
+    if (argc - optind != 1 || !parse_u64(argv[optind], &id))
+        return usage_error("wait", "want one job ID (an unsigned decimal number)");
+    uint32_t wait_ms = (uint32_t)g->timeout_ms; /* --timeout is the wait here */
+    if ((uint64_t)wait_ms + DEFAULT_TIMEOUT_MS > INT32_MAX)
+        return usage_error("wait", "--timeout is too long");
+    global_opts conn_g = *g;
+    conn_g.timeout_ms = DEFAULT_TIMEOUT_MS; /* a long wait is no reason for a long connect */
+    int rc;
+    leaseq *c = open_conn(&conn_g, &rc);
+    if (c == NULL)
+        return rc;
+    rc = wait_and_report(g, c, id, wait_ms, (int)(wait_ms + DEFAULT_TIMEOUT_MS), out_path, NULL);
+    leaseq_close(c);
+    return rc;
+}
+
 static double now_ms_f(void)
 {
     struct timespec ts;
@@ -679,7 +811,7 @@ static const struct {
     int (*fn)(global_opts *g, int argc, char **argv);
 } COMMANDS[] = {
     { "enqueue", cmd_enqueue }, { "lease", cmd_lease }, { "ack", cmd_ack },     { "nack", cmd_nack },
-    { "extend", cmd_extend },   { "ping", cmd_ping },   { "stats", cmd_stats },
+    { "extend", cmd_extend },   { "wait", cmd_wait },   { "ping", cmd_ping },   { "stats", cmd_stats },
 };
 
 int main(int argc, char **argv)

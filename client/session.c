@@ -138,17 +138,50 @@ leaseq_err lqc_send(leaseq *c, Leaseq__Request *req, struct iovec *iov, int iovc
 
 leaseq_err lqc_recv(leaseq *c, uint64_t deadline_ms, Leaseq__Response **resp, lq_frame *f)
 {
-    lqc_io io = lqc_conn_read_frame(&c->conn, deadline_ms, f);
-    if (io != LQC_IO_OK)
-        return lqc_io_fail(c, io, io == LQC_IO_TIMEOUT ? "waiting for the broker's reply" : "reading reply");
-    lq_arena_reset(&c->dec);
-    *resp = leaseq__response__unpack(&c->dec.pb, f->meta_len, f->meta);
-    if (*resp == NULL) {
-        lqc_conn_close(&c->conn);
-        return lqc_fail(c, LEASEQ_E_PROTOCOL_ERROR, "undecodable response from the broker (%u bytes)",
-                        f->meta_len);
+    for (;;) {
+        lqc_io io = lqc_conn_read_frame(&c->conn, deadline_ms, f);
+        if (io != LQC_IO_OK)
+            return lqc_io_fail(c, io, io == LQC_IO_TIMEOUT ? "waiting for the broker's reply" : "reading reply");
+        lq_arena_reset(&c->dec);
+        *resp = leaseq__response__unpack(&c->dec.pb, f->meta_len, f->meta);
+        if (*resp == NULL) {
+            lqc_conn_close(&c->conn);
+            return lqc_fail(c, LEASEQ_E_PROTOCOL_ERROR, "undecodable response from the broker (%u bytes)",
+                            f->meta_len);
+        }
+        /* The heartbeat thread never reads; its replies (errors included) are dropped here. */
+        if (!c->hb_replies || ((*resp)->request_id & LQC_HB_ID_BIT) == 0)
+            return LEASEQ_OK;
     }
-    return LEASEQ_OK;
+}
+
+/* Called with unasked data on an idle connection: true when it was a heartbeat's reply, now
+ * consumed. Anything else (or a read failure) is false, and the caller reconnects. */
+static bool skip_heartbeat_reply(leaseq *c, uint64_t deadline_ms)
+{
+    lq_frame f;
+    if (lqc_conn_read_frame(&c->conn, deadline_ms, &f) != LQC_IO_OK)
+        return false;
+    lq_arena_reset(&c->dec);
+    Leaseq__Response *r = leaseq__response__unpack(&c->dec.pb, f.meta_len, f.meta);
+    return r != NULL && (r->request_id & LQC_HB_ID_BIT) != 0;
+}
+
+lqc_io lqc_send_heartbeat(leaseq *c, uint64_t seq, uint64_t deadline_ms)
+{
+    /* Only immutable parts of the handle and the conn's locked send are touched here: this
+     * runs on the heartbeat thread while the owner thread may be in any call. */
+    Leaseq__Heartbeat hb = LEASEQ__HEARTBEAT__INIT;
+    Leaseq__Request req = LEASEQ__REQUEST__INIT;
+    req.request_id = LQC_HB_ID_BIT | seq;
+    req.body_case = LEASEQ__REQUEST__BODY_HEARTBEAT;
+    req.heartbeat = &hb;
+    uint8_t buf[LQ_FRAME_HEADER_BYTES + 32];
+    size_t meta_len = leaseq__request__get_packed_size(&req);
+    LQC_ASSERT(meta_len <= sizeof buf - LQ_FRAME_HEADER_BYTES);
+    leaseq__request__pack(&req, buf + LQ_FRAME_HEADER_BYTES);
+    lq_frame_header(buf, (uint32_t)meta_len, 0);
+    return lqc_conn_send_shared(&c->conn, buf, LQ_FRAME_HEADER_BYTES + meta_len, deadline_ms);
 }
 
 leaseq_err lqc_reply_error(leaseq *c, const Leaseq__Response *resp)
@@ -178,6 +211,7 @@ static leaseq_err say_hello(leaseq *c, uint64_t deadline_ms)
     hello.token = c->token;
     hello.worker_id = c->worker_id;
     hello.heartbeat_ms = c->heartbeat_ms;
+    hello.keep_leases_on_close = c->keep_leases_on_close;
     Leaseq__Request req = LEASEQ__REQUEST__INIT;
     req.body_case = LEASEQ__REQUEST__BODY_HELLO;
     req.hello = &hello;
@@ -225,6 +259,8 @@ static leaseq_err say_hello(leaseq *c, uint64_t deadline_ms)
         lqc_conn_close(&c->conn);
         return lqc_fail(c, LEASEQ_E_PROTOCOL_ERROR, "unexpected data after the hello reply");
     }
+    c->conn_gen++;
+    lqc_conn_set_greeted(&c->conn);
     return LEASEQ_OK;
 }
 
@@ -252,7 +288,11 @@ static void sleep_until(uint64_t when_ms)
 leaseq_err lqc_ensure(leaseq *c, uint64_t deadline_ms)
 {
     if (lqc_conn_is_open(&c->conn)) {
-        if (lqc_conn_check_idle(&c->conn) == LQC_IO_OK)
+        lqc_io io = lqc_conn_check_idle(&c->conn);
+        /* A worker's heartbeat replies arrive while it is idle (in its handler, say). */
+        while (io == LQC_IO_PROTOCOL && c->hb_replies && skip_heartbeat_reply(c, deadline_ms))
+            io = lqc_conn_check_idle(&c->conn);
+        if (io == LQC_IO_OK)
             return LEASEQ_OK;
         /* Closed by the broker while idle (restart, idle timeout, an error frame before a
          * close): nothing of this call was sent yet, so reconnecting is safe. */
@@ -373,6 +413,7 @@ leaseq_err leaseq_connect_ex(const char *addr, const leaseq_opts *opts, leaseq *
     c->token = dup_or(o.token, "");
     c->worker_id = dup_or(o.worker_id, "");
     c->heartbeat_ms = o.heartbeat_ms;
+    c->keep_leases_on_close = o.keep_leases_on_close;
     c->connect_timeout_ms = o.connect_timeout_ms ? o.connect_timeout_ms : 5000;
     c->max_payload_bytes = o.max_payload_bytes ? o.max_payload_bytes : LQ_PAYLOAD_MAX_DEFAULT;
     if (c->max_payload_bytes > LQC_FRAME_PAYLOAD_MAX)
