@@ -15,6 +15,7 @@ static void check_jobs(const lq_core *c)
         LQ_ASSERT(lq_jobs_find(&c->jobs, j->id) == slot);
         LQ_ASSERT(j->tenant < c->n_tenants);
         LQ_ASSERT(j->max_attempts > 0);
+        LQ_ASSERT((j->flags & ~(LQ_JOB_F_WAITED | LQ_JOB_F_IDEM)) == 0);
         const lq_tenant *t = lq_job_tenant(c, j);
         switch (j->state) {
         case LQ_STATE_READY:
@@ -89,6 +90,9 @@ void lq_core_check(const lq_core *c)
     lq_queue_check(c);
     lq_session_check(c);
     lq_waiters_check(c);
+    lq_jobwait_check(c);
+    lq_idem_check(c);
+    lq_health_check(c);
     for (uint32_t i = 0; i < c->n_dirty; i++)
         LQ_ASSERT(c->queues[c->dirty[i]].dirty);
 }

@@ -71,8 +71,22 @@ void lq_job_forget(lq_core *c, uint32_t slot)
 {
     lq_job *j = lq_job_at(c, slot);
     LQ_ASSERT(j->heap_pos == LQ_NONE && j->sess_next == LQ_NONE && j->sess_prev == LQ_NONE);
+    LQ_ASSERT(j->flags == 0);
     lq_job_set_state(c, slot, 0);
     lq_jobs_del(&c->jobs, slot);
+}
+
+void lq_job_finish(lq_core *c, uint64_t now_ms, uint32_t slot, uint8_t final_state, lq_events *ev)
+{
+    lq_job *j = lq_job_at(c, slot);
+    lq_ev *d = lq_ev_add(ev, LQ_EV_JOB_DELETE, j->id);
+    d->u.del.final_state = final_state;
+    lq_jobwait_wake(c, slot, final_state, ev);
+    if (j->flags & LQ_JOB_F_IDEM) {
+        lq_idem_finish(c, now_ms, j->id);
+        j->flags &= (uint8_t)~LQ_JOB_F_IDEM;
+    }
+    lq_job_forget(c, slot);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
@@ -89,6 +103,10 @@ void lq_core_config_default(lq_core_config *cfg)
         .heartbeat_misses = 3,
         .max_sessions = 65536,
         .max_parked = 65536,
+        .quarantine_losses = 3,
+        .quarantine_window_ms = 600000,
+        .idem_window_ms = 600000,
+        .max_job_waits = 65536,
     };
 }
 
@@ -101,7 +119,8 @@ lq_err lq_core_create(const lq_core_config *cfg, lq_core **out)
     }
     if (!out || cfg->default_lease_ms == 0 || cfg->max_lease_ms < cfg->default_lease_ms ||
         cfg->default_max_attempts == 0 || cfg->backoff_max_ms < cfg->backoff_base_ms ||
-        cfg->heartbeat_misses == 0 || cfg->max_sessions == 0 || cfg->max_sessions >= LQ_NONE)
+        cfg->heartbeat_misses == 0 || cfg->max_sessions == 0 || cfg->max_sessions >= LQ_NONE ||
+        cfg->quarantine_losses > 1024)
         return LQ_E_INVALID_ARGUMENT;
     lq_core *c = calloc(1, sizeof *c); /* owner: the caller, via lq_core_destroy */
     if (!c)
@@ -111,10 +130,15 @@ lq_err lq_core_create(const lq_core_config *cfg, lq_core **out)
         c->cfg.max_parked = (LQ_NONE / LQ_DEQUEUE_QUEUES_MAX) - 1;
     c->rng = cfg->seed;
     c->token_key = lq_rand(c) | 1;
+    c->hash_key = (c->token_key ^ 0x6964656d706f7465ull) * 0x9e3779b97f4a7c15ull; /* no rng draw */
+    /* more than max_sessions: an id whose sessions all closed can still carry its losses */
+    uint64_t max_workers = (uint64_t)c->cfg.max_sessions + LQ_WORKERS_OFFLINE_MAX;
+    c->max_workers = max_workers >= LQ_NONE ? LQ_NONE - 1 : (uint32_t)max_workers;
     c->next_id = 1;
     c->next_seq = 1;
     c->sessions_free = LQ_NONE;
     c->waiters_free = LQ_NONE;
+    c->jobwaits_free = c->workers_free = c->idem_free = LQ_NONE;
     lq_jobs_init(&c->jobs);
     c->dirty = malloc(LQ_QUEUES_MAX * sizeof *c->dirty); /* owner: core */
     lq_err e = c->dirty ? LQ_OK : LQ_E_NOMEM;
@@ -151,6 +175,9 @@ void lq_core_destroy(lq_core *c)
     free(c->sessions);
     free(c->waiters);
     free(c->dirty);
+    lq_jobwait_free(c);
+    lq_health_free(c);
+    lq_idem_free(c);
     free(c);
 }
 
@@ -178,9 +205,27 @@ static void place_job(lq_core *c, uint64_t now_ms, uint32_t slot, uint8_t state)
 
 lq_err lq_core_enqueue(lq_core *c, uint64_t now_ms, const lq_enqueue_req *req, uint64_t *job_id, lq_events *ev)
 {
-    if (!req || !job_id || !ev || (req->tenant.len && !lq_name_valid(req->tenant)) ||
+    bool duplicate;
+    return lq_core_enqueue_ex(c, now_ms, req, job_id, &duplicate, ev);
+}
+
+lq_err lq_core_enqueue_ex(lq_core *c, uint64_t now_ms, const lq_enqueue_req *req, uint64_t *job_id,
+                          bool *duplicate, lq_events *ev)
+{
+    if (!req || !job_id || !duplicate || !ev || (req->tenant.len && !lq_name_valid(req->tenant)) ||
         (req->lane.len && !lq_name_valid(req->lane)) || !lq_name_valid(req->queue))
         return LQ_E_INVALID_ARGUMENT;
+    *duplicate = false;
+    uint64_t key_hash = 0;
+    if (req->idem_key.len) {
+        key_hash = lq_idem_hash(c, req->queue, req->idem_key);
+        uint64_t first = lq_idem_lookup(c, now_ms, key_hash);
+        if (first != 0) {
+            *job_id = first;
+            *duplicate = true;
+            return LQ_OK;
+        }
+    }
     uint32_t qi, li, ti;
     lq_err e = lq_queue_get(c, req->queue, true, &qi);
     if (e == LQ_OK)
@@ -189,6 +234,8 @@ lq_err lq_core_enqueue(lq_core *c, uint64_t now_ms, const lq_enqueue_req *req, u
         e = lq_queue_tenant(c, li, req->tenant, &ti);
     if (e == LQ_OK)
         e = lq_jobs_reserve(&c->jobs);
+    if (e == LQ_OK && req->idem_key.len)
+        e = lq_idem_add(c, key_hash, c->next_id); /* the last step that can fail */
     if (e != LQ_OK)
         return e;
     uint32_t slot = lq_jobs_add(&c->jobs, c->next_id++);
@@ -200,6 +247,7 @@ lq_err lq_core_enqueue(lq_core *c, uint64_t now_ms, const lq_enqueue_req *req, u
     j->deadline_ms = req->deadline_ms ? lq_add_sat(now_ms, req->deadline_ms) : 0;
     j->max_attempts = req->max_attempts ? req->max_attempts : c->cfg.default_max_attempts;
     j->tenant = ti;
+    j->flags = req->idem_key.len ? LQ_JOB_F_IDEM : 0;
     lq_job_set_state(c, slot, LQ_STATE_PENDING);
 
     const lq_lane *l = &c->lanes[li];
@@ -231,6 +279,13 @@ void lq_core_commit_done(lq_core *c, uint64_t now_ms, uint64_t job_id, bool dura
     if (slot == LQ_NONE || lq_job_at(c, slot)->state != LQ_STATE_PENDING)
         return; /* not ours to settle: nothing was pending under this id */
     if (!durable) {
+        /* Nothing was stored: its waits learn it is gone (CANCELLED), its key is free again. */
+        lq_jobwait_wake(c, slot, LQ_STATE_CANCELLED, ev);
+        lq_job *j = lq_job_at(c, slot);
+        if (j->flags & LQ_JOB_F_IDEM) {
+            lq_idem_drop(c, job_id);
+            j->flags &= (uint8_t)~LQ_JOB_F_IDEM;
+        }
         lq_job_forget(c, slot);
         return;
     }
@@ -244,8 +299,11 @@ static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 uint64_t lq_core_tick(lq_core *c, uint64_t now_ms, lq_events *ev)
 {
     const lq_release_opts expired = {.reason = LQ_REQUEUE_LEASE_EXPIRED};
-    for (uint32_t s; (s = lq_heap_top(&c->lease_heap)) != LQ_NONE && lq_job_at(c, s)->time_ms <= now_ms;)
+    for (uint32_t s; (s = lq_heap_top(&c->lease_heap)) != LQ_NONE && lq_job_at(c, s)->time_ms <= now_ms;) {
+        uint32_t wi = c->sessions[lq_job_at(c, s)->session].worker;
         lq_lease_release(c, now_ms, s, &expired, ev);
+        lq_health_loss(c, now_ms, wi, ev); /* every expired lease is a loss of its worker */
+    }
     for (uint32_t s; (s = lq_heap_top(&c->delayed_heap)) != LQ_NONE && lq_job_at(c, s)->time_ms <= now_ms;) {
         lq_heap_remove(&c->delayed_heap, &lq_delay_heap_ops, c, 0);
         lq_queue_push_ready(c, s);
@@ -253,7 +311,10 @@ uint64_t lq_core_tick(lq_core *c, uint64_t now_ms, lq_events *ev)
     for (uint32_t si; (si = lq_heap_top(&c->stall_heap)) != LQ_NONE && lq_session_stall_at(c, si) <= now_ms;)
         lq_session_stall(c, now_ms, si, ev);
     lq_waiters_expire(c, now_ms, ev);
+    lq_health_tick(c, now_ms); /* before serving: lifted workers' parked dequeues get their turn */
     lq_waiters_serve(c, now_ms, ev);
+    lq_jobwait_expire(c, now_ms, ev);
+    lq_idem_sweep(c, now_ms);
 
     uint64_t next = LQ_TIME_NEVER;
     uint32_t top;
@@ -265,6 +326,11 @@ uint64_t lq_core_tick(lq_core *c, uint64_t now_ms, lq_events *ev)
         next = min_u64(next, lq_session_stall_at(c, top));
     if ((top = lq_heap_top(&c->wait_heap)) != LQ_NONE)
         next = min_u64(next, c->waiters[top].expires_ms);
+    next = min_u64(next, lq_health_next(c));
+    next = min_u64(next, lq_jobwait_next(c));
+    /* a sweep cut short by its budget goes on in the next tick */
+    uint64_t idem = lq_idem_next(c);
+    next = min_u64(next, idem > now_ms ? idem : lq_add_sat(now_ms, 1));
     return next;
 }
 
@@ -323,6 +389,9 @@ lq_err lq_core_restore_job(lq_core *c, uint64_t now_ms, const lq_job_rec *rec)
     }
     if (lq_jobs_find(&c->jobs, rec->id) != LQ_NONE)
         return LQ_E_INVALID_ARGUMENT;
+    /* Two stored jobs with one key (never written so): the first keeps it. */
+    uint64_t key_hash = rec->idem_key.len ? lq_idem_hash(c, rec->queue, rec->idem_key) : 0;
+    bool keyed = rec->idem_key.len && lq_idem_lookup(c, now_ms, key_hash) == 0;
     uint32_t qi, li, ti;
     lq_err e = lq_queue_get(c, rec->queue, true, &qi);
     if (e == LQ_OK)
@@ -331,6 +400,8 @@ lq_err lq_core_restore_job(lq_core *c, uint64_t now_ms, const lq_job_rec *rec)
         e = lq_queue_tenant(c, li, rec->tenant, &ti);
     if (e == LQ_OK)
         e = lq_jobs_reserve(&c->jobs);
+    if (e == LQ_OK && keyed)
+        e = lq_idem_add(c, key_hash, rec->id);
     if (e != LQ_OK)
         return e;
     uint32_t slot = lq_jobs_add(&c->jobs, rec->id);
@@ -343,6 +414,7 @@ lq_err lq_core_restore_job(lq_core *c, uint64_t now_ms, const lq_job_rec *rec)
     j->attempts = rec->attempts;
     j->max_attempts = rec->max_attempts ? rec->max_attempts : c->cfg.default_max_attempts;
     j->tenant = ti;
+    j->flags = keyed ? LQ_JOB_F_IDEM : 0;
     place_job(c, now_ms, slot, state);
     if (rec->id >= c->next_id)
         c->next_id = rec->id + 1;
@@ -358,4 +430,19 @@ void lq_core_restore_finish(lq_core *c, uint64_t now_ms, uint64_t next_id, uint6
     if (next_seq > c->next_seq)
         c->next_seq = next_seq;
     c->restoring_done = true;
+}
+
+lq_err lq_core_restore_idem(lq_core *c, uint64_t now_ms, lq_str queue, lq_str idem_key, uint64_t job_id,
+                            uint64_t finished_ms)
+{
+    if (!lq_name_valid(queue) || idem_key.len == 0 || job_id == 0)
+        return LQ_E_INVALID_ARGUMENT;
+    if (lq_add_sat(finished_ms, c->cfg.idem_window_ms) <= now_ms)
+        return LQ_OK; /* its window is over: the key is free again */
+    uint64_t h = lq_idem_hash(c, queue, idem_key);
+    if (lq_idem_lookup(c, now_ms, h) != 0)
+        return LQ_OK; /* a live job, or an earlier record, holds it already */
+    if (job_id >= c->next_id)
+        c->next_id = job_id + 1; /* never hand out a finished job's id again */
+    return lq_idem_add_finished(c, h, job_id, finished_ms);
 }

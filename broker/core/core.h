@@ -320,6 +320,10 @@ lq_err lq_core_restore_idem(lq_core *core, uint64_t now_ms, lq_str queue, lq_str
  *    one job. LQ_E_LIMIT past max_job_waits.
  *  - The core does not hold the job (finished and forgotten, or never existed): NOT_FOUND;
  *    the caller looks in the stored results.
+ *  - A PENDING job can be waited on. If its batch fails (lq_core_commit_done with durable =
+ *    false) its waits get JOB_WAIT_DONE with state CANCELLED: it was never stored, so for the
+ *    producer it does not exist (answer as NOT_FOUND).
+ *  - While parked, *state is the job's state at the time of the call (PENDING, READY, ...).
  * `waiter` is the caller's handle, unique among live job waits (its own namespace, separate
  * from dequeue waiters). */
 lq_err lq_core_wait_job(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t waiter,

@@ -3,8 +3,11 @@
 #define LQ_CORE_INT_H
 
 #include "core.h"
+#include "health.h"
 #include "heap.h"
+#include "idem.h"
 #include "jobs.h"
+#include "jobwait.h"
 #include "lq_assert.h"
 #include "map.h"
 #include "names.h"
@@ -18,6 +21,7 @@ struct lq_core {
     uint64_t token_key;    /* tokens = mix(token_key ^ counter): distinct, non-zero, opaque */
     uint64_t token_ctr;
     uint64_t next_id, next_seq;
+    uint64_t hash_key;     /* keys idempotency hashes (derived from the seed, secret to clients) */
 
     lq_jobs jobs;
     lq_names names;
@@ -47,6 +51,24 @@ struct lq_core {
     uint32_t *dirty;       /* owner: core; queues with new ready jobs and waiters (cap LQ_QUEUES_MAX) */
     uint32_t n_dirty;
 
+    lq_jobwait *jobwaits;  /* owner: core */
+    uint32_t n_jobwaits, cap_jobwaits, jobwaits_free, n_live_jobwaits;
+    lq_heap jobwait_heap;  /* job waits by timeout */
+    lq_map jobwait_by_handle;
+    lq_map jobwait_by_job; /* job id -> its first wait (jobs flagged LQ_JOB_F_WAITED) */
+
+    lq_worker *workers;    /* owner: core; worker ids known to the quarantine */
+    uint32_t n_workers, cap_workers, workers_free, n_live_workers, max_workers;
+    uint64_t *loss_times;  /* owner: core; quarantine_losses loss times per worker slot */
+    lq_map worker_by_name; /* interned name id -> worker index */
+    lq_heap suspect_heap;  /* suspect workers by suspect_until_ms */
+
+    lq_idem *idem;         /* owner: core */
+    uint32_t n_idem, cap_idem, idem_free, n_live_idem;
+    lq_map idem_by_hash;   /* hash(queue, key) -> entry */
+    lq_map idem_by_job;    /* job id -> entry, for jobs flagged LQ_JOB_F_IDEM */
+    lq_heap idem_heap;     /* finished entries by expiry */
+
     bool restoring_done;
 };
 
@@ -67,8 +89,18 @@ static inline void lq_must(lq_err e) { LQ_ASSERT(e == LQ_OK); }
 
 /* Appends an event (aborts if memory is exhausted, see lq_must). */
 lq_ev *lq_ev_add(lq_events *ev, lq_ev_type type, uint64_t job_id);
-/* Forgets a job entirely (it left the heaps and its session already). */
+/* Forgets a job entirely (it left the heaps and its session already; no waits, no key). */
 void lq_job_forget(lq_core *c, uint32_t slot);
+/* A job leaves the core in final_state: JOB_DELETE, then the answers to its waits, then its
+ * idempotency key starts its window; then it is forgotten. */
+void lq_job_finish(lq_core *c, uint64_t now_ms, uint32_t slot, uint8_t final_state, lq_events *ev);
+
+/* Quarantined sessions are granted nothing, directly or from their parked dequeues. */
+static inline bool lq_session_suspect(const lq_core *c, uint32_t si, uint64_t now_ms)
+{
+    uint32_t wi = c->sessions[si].worker;
+    return wi != LQ_NONE && c->workers[wi].suspect_until_ms > now_ms;
+}
 uint64_t lq_rand(lq_core *c);
 
 #endif

@@ -25,7 +25,14 @@ typedef struct {
     uint32_t session;     /* LEASED: session index */
     uint32_t attempts, max_attempts;
     uint8_t state;        /* lq_job_state; 0 = free slot */
+    uint8_t flags;        /* LQ_JOB_F_*: side tables to visit when the job ends (in padding) */
 } lq_job;
+
+/* Most jobs have neither: the flag spares their hot paths a map lookup. */
+#define LQ_JOB_F_WAITED 0x01u /* job waits watch it (jobwait.h) */
+#define LQ_JOB_F_IDEM 0x02u   /* it owns an idempotency entry (idem.h) */
+
+_Static_assert(sizeof(lq_job) == 88, "the job struct is the memory per queued job: keep it at 88 bytes");
 
 #define LQ_JOB_CHUNK_BITS 12
 #define LQ_JOB_CHUNK (1u << LQ_JOB_CHUNK_BITS)

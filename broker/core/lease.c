@@ -129,6 +129,7 @@ uint8_t lq_lease_release(lq_core *c, uint64_t now_ms, uint32_t slot, const lq_re
         e->u.update.state = LQ_STATE_DEAD;
         e->u.update.attempts = j->attempts;
         e->u.update.last_error = why;
+        lq_jobwait_wake(c, slot, LQ_STATE_DEAD, ev); /* right after the store event */
         e = lq_ev_add(ev, LQ_EV_DEAD, j->id);
         e->u.dead.reason = why;
         return LQ_STATE_DEAD;

@@ -101,3 +101,11 @@ void lq_map_del(lq_map *m, uint64_t key)
     m->vals[i] = LQ_NONE;
     m->n--;
 }
+
+void lq_map_replace(lq_map *m, uint64_t key, uint32_t val)
+{
+    LQ_ASSERT(m->vals && val != LQ_NONE);
+    uint32_t b = find_bucket(m, key);
+    LQ_ASSERT(m->vals[b] != LQ_NONE);
+    m->vals[b] = val;
+}

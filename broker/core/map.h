@@ -17,5 +17,7 @@ void lq_map_free(lq_map *m);
 lq_err lq_map_put(lq_map *m, uint64_t key, uint32_t val); /* insert or overwrite; val != LQ_NONE */
 uint32_t lq_map_get(const lq_map *m, uint64_t key);       /* LQ_NONE when absent */
 void lq_map_del(lq_map *m, uint64_t key);
+/* Overwrites the value of a key that is present (never allocates, so it cannot fail). */
+void lq_map_replace(lq_map *m, uint64_t key, uint32_t val);
 
 #endif

@@ -1,6 +1,7 @@
-/* Interned names (queues, lanes, tenants): each distinct string is copied once and then
- * referred to by a u32 id, so a job carries 4 bytes instead of three strings. Names are never
- * removed: their count is bounded by the queues, lanes and tenants ever seen. */
+/* Interned names (queues, lanes, tenants, worker ids): each distinct string is copied once and
+ * then referred to by a u32 id, so a job carries 4 bytes instead of three strings. Names are
+ * never removed (events and lq_session_info hand them out as core-owned strings): their count
+ * is bounded by the queues, lanes, tenants and worker ids ever seen. */
 #ifndef LQ_NAMES_H
 #define LQ_NAMES_H
 

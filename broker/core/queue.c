@@ -301,9 +301,7 @@ uint32_t lq_queue_take(lq_core *c, uint32_t qi, uint64_t now_ms, lq_events *ev)
         if (j->deadline_ms == 0 || now_ms < j->deadline_ms)
             return slot;
         /* Nobody waits for its result any more: never lease it. */
-        lq_ev *e = lq_ev_add(ev, LQ_EV_JOB_DELETE, j->id);
-        e->u.del.final_state = LQ_STATE_EXPIRED;
-        lq_job_forget(c, slot);
+        lq_job_finish(c, now_ms, slot, LQ_STATE_EXPIRED, ev);
     }
 }
 

@@ -53,7 +53,7 @@ lq_err lq_session_new(lq_core *c, uint64_t now_ms, uint32_t heartbeat_ms, uint32
     s->open = true;
     s->heartbeat_ms = heartbeat_ms;
     s->last_seen_ms = now_ms;
-    s->heap_pos = s->lease_head = s->wait_head = s->next_free = LQ_NONE;
+    s->heap_pos = s->lease_head = s->wait_head = s->next_free = s->worker = LQ_NONE;
     if (heartbeat_ms > 0) {
         lq_err e = lq_heap_push(&c->stall_heap, &stall_ops, c, i);
         if (e != LQ_OK) {
@@ -105,9 +105,12 @@ void lq_session_stall(lq_core *c, uint64_t now_ms, uint32_t si, lq_events *ev)
     lq_ev *e = lq_ev_add(ev, LQ_EV_SESSION_STALLED, 0);
     e->u.stalled.session = si + 1;
     e->u.stalled.leases_requeued = s->n_leases;
+    bool lost = s->n_leases > 0;
     const lq_release_opts o = {.reason = LQ_REQUEUE_SESSION_STALLED};
     while (c->sessions[si].lease_head != LQ_NONE)
         lq_lease_release(c, now_ms, c->sessions[si].lease_head, &o, ev);
+    if (lost)
+        lq_health_loss(c, now_ms, c->sessions[si].worker, ev);
     /* A frozen worker must not be handed new work by its own parked dequeues. */
     lq_waiters_of_session(c, si, ev);
 }

@@ -16,6 +16,7 @@ typedef struct {
     uint32_t n_leases;
     uint32_t wait_head;    /* its parked dequeues (waiter index) */
     uint32_t next_free;
+    uint32_t worker;       /* its worker id's health entry (health.h); LQ_NONE: none */
     bool open, stalled;
 } lq_session;
 

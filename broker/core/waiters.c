@@ -143,9 +143,13 @@ void lq_waiters_serve(lq_core *c, uint64_t now_ms, lq_events *ev)
     for (uint32_t i = 0; i < c->n_dirty; i++) {
         uint32_t qi = c->dirty[i];
         c->queues[qi].dirty = false;
-        while (c->queues[qi].n_waiters > 0 && c->queues[qi].ready > 0) {
-            uint32_t wi = NODE_W(c->queues[qi].wait_head);
+        uint32_t node = c->queues[qi].wait_head;
+        while (node != LQ_NONE && c->queues[qi].ready > 0) {
+            uint32_t wi = NODE_W(node);
             lq_waiter *w = &c->waiters[wi];
+            node = w->next[NODE_K(node)]; /* another waiter's node: serving wi leaves it alone */
+            if (lq_session_suspect(c, w->session, now_ms))
+                continue; /* quarantined: waits on, served if the quarantine lifts in time */
             uint32_t n = lq_lease_grant_many(c, now_ms, w->session, w->queues, w->n_queues, &w->cursor,
                                              w->max_jobs, w->lease_ms, NULL, w->handle, ev);
             if (n == 0)

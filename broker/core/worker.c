@@ -10,10 +10,16 @@ lq_err lq_core_session_open(lq_core *c, uint64_t now_ms, const lq_session_opts *
 {
     if (!session || (opts && opts->worker_id.len > LQ_NAME_MAX))
         return LQ_E_INVALID_ARGUMENT;
-    uint32_t si;
-    lq_err e = lq_session_new(c, now_ms, opts ? opts->heartbeat_ms : 0, &si);
+    uint32_t si, wi;
+    lq_err e = lq_health_attach(c, now_ms, opts ? opts->worker_id : LQ_STR_NULL, &wi);
     if (e != LQ_OK)
         return e;
+    e = lq_session_new(c, now_ms, opts ? opts->heartbeat_ms : 0, &si);
+    if (e != LQ_OK) {
+        lq_health_detach(c, now_ms, wi);
+        return e;
+    }
+    c->sessions[si].worker = wi;
     *session = si + 1;
     return LQ_OK;
 }
@@ -24,10 +30,15 @@ void lq_core_session_close(lq_core *c, uint64_t now_ms, uint32_t session, lq_eve
     if (si == LQ_NONE)
         return;
     lq_waiters_of_session(c, si, NULL); /* nobody is left to read a reply */
+    bool lost = c->sessions[si].n_leases > 0;
     const lq_release_opts o = {.reason = LQ_REQUEUE_CONN_CLOSED};
     while (c->sessions[si].lease_head != LQ_NONE)
         lq_lease_release(c, now_ms, c->sessions[si].lease_head, &o, ev);
+    uint32_t wi = c->sessions[si].worker;
+    if (lost)
+        lq_health_loss(c, now_ms, wi, ev);
     lq_session_free(c, si);
+    lq_health_detach(c, now_ms, wi);
 }
 
 lq_err lq_core_heartbeat(lq_core *c, uint64_t now_ms, uint32_t session, uint32_t *leases_held)
@@ -78,7 +89,8 @@ lq_err lq_core_dequeue(lq_core *c, uint64_t now_ms, const lq_dequeue_req *req, l
     lq_session_touch(c, si, now_ms);
     lq_waiters_serve(c, now_ms, ev); /* parked workers keep their turn */
     uint32_t cursor = 0;
-    *n_out = lq_lease_grant_many(c, now_ms, si, qis, n_q, &cursor, max, lease_ms, out, 0, ev);
+    if (!lq_session_suspect(c, si, now_ms))
+        *n_out = lq_lease_grant_many(c, now_ms, si, qis, n_q, &cursor, max, lease_ms, out, 0, ev);
     if (*n_out > 0 || req->wait_ms == 0)
         return LQ_OK;
     lq_err e = lq_waiter_park(c, now_ms, req->waiter, si, qis, n_q, max, lease_ms, req->wait_ms);
@@ -111,9 +123,7 @@ lq_err lq_core_ack(lq_core *c, uint64_t now_ms, uint64_t job_id, uint64_t token,
     if (j->heap_pos != LQ_NONE)
         lq_heap_remove(&c->lease_heap, &lq_lease_heap_ops, c, j->heap_pos);
     lq_session_unlink(c, slot);
-    lq_ev *d = lq_ev_add(ev, LQ_EV_JOB_DELETE, job_id);
-    d->u.del.final_state = LQ_STATE_DONE;
-    lq_job_forget(c, slot);
+    lq_job_finish(c, now_ms, slot, LQ_STATE_DONE, ev);
     return LQ_OK;
 }
 

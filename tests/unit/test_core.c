@@ -1092,8 +1092,12 @@ static void test_random_ops(void **state)
     cfg.seed = 5;
     cfg.max_parked = 8;
     cfg.default_max_attempts = 3;
+    cfg.quarantine_window_ms = 3000; /* quarantines come and go within the run */
+    cfg.idem_window_ms = 2000;
+    cfg.max_job_waits = 16;
     fx *f = fx_new_cfg(&cfg);
     lq_lane_cfg lanes[] = {{lq_str_c("hi"), 3}, {lq_str_c("lo"), 1}, {lq_str_c("bg"), 0}};
+    const char *workers[] = {"w0", "w1", "w2", "w3"};
     assert_int_equal(lq_core_configure_queue(f->c, lq_str_c("q0"), lanes, 3), LQ_OK);
     const char *queues[] = {"q0", "q1", "q2"}, *lane_names[] = {"hi", "lo", "bg"}, *tenants[] = {NULL, "t1", "t2"};
     enum { MAXL = 4096, MAXS = 6, MAXP = 64 };
@@ -1102,16 +1106,19 @@ static void test_random_ops(void **state)
     uint32_t sess[MAXS] = {0};
     uint64_t pending[MAXP];
     size_t n_pending = 0;
-    uint64_t now = 1000, next_waiter = 1;
-    size_t seen[LQ_EV_SESSION_STALLED + 1] = {0};
+    uint64_t now = 1000, next_waiter = 1, next_job_wait = 1;
+    size_t seen[LQ_EV_WORKER_SUSPECT + 1] = {0};
+    static uint8_t jw[20001]; /* per job-wait handle: 1 parked, 2 answered, 3 cancelled */
+    memset(jw, 0, sizeof jw);
     for (int step = 0; step < 20000; step++) {
         lq_events_clear(&f->ev);
-        int op = (int)(rnd() % 12);
+        int op = (int)(rnd() % 14);
         uint32_t *sp = &sess[rnd() % MAXS];
         if (*sp == 0 || op == 11) {
             if (*sp)
                 lq_core_session_close(f->c, now, *sp, &f->ev);
-            *sp = session(f, now, rnd() % 2 ? 0 : 200);
+            lq_session_opts so = {.worker_id = lq_str_c(workers[rnd() % 4]), .heartbeat_ms = rnd() % 2 ? 0 : 200};
+            assert_int_equal(lq_core_session_open(f->c, now, &so, sp), LQ_OK);
             continue;
         }
         switch (op) {
@@ -1121,7 +1128,19 @@ static void test_random_ops(void **state)
             enq_opts o = {.lane = qn == 0 ? lane_names[rnd() % 3] : NULL, .tenant = tenants[rnd() % 3],
                           .priority = (int64_t)(rnd() % 3), .delay_ms = rnd() % 4 ? 0 : rnd() % 500,
                           .deadline_ms = rnd() % 4 ? 0 : rnd() % 1000};
-            uint64_t id = enq_pending(f, now, queues[qn], &o);
+            uint64_t id;
+            if (rnd() % 3 == 0) {
+                /* idempotency keys from a small set: duplicates of live, pending and finished jobs */
+                char key[16];
+                snprintf(key, sizeof key, "k%u", (unsigned)(rnd() % 20));
+                lq_enqueue_req r = {.queue = lq_str_c(queues[qn]), .lane = lq_str_c(o.lane), .idem_key = lq_str_c(key)};
+                bool dup;
+                assert_int_equal(lq_core_enqueue_ex(f->c, now, &r, &id, &dup, &f->ev), LQ_OK);
+                if (dup)
+                    break;
+            } else {
+                id = enq_pending(f, now, queues[qn], &o);
+            }
             if (n_pending < MAXP)
                 pending[n_pending++] = id;
             else
@@ -1176,6 +1195,36 @@ static void test_random_ops(void **state)
         case 9:
             lq_core_waiter_cancel(f->c, next_waiter - 1 - rnd() % 4);
             break;
+        case 12: {
+            /* a producer waits on a recent job (any state, maybe gone), or gives up a wait */
+            uint64_t next_id, next_seq;
+            lq_core_counters(f->c, &next_id, &next_seq);
+            if (rnd() % 4 == 0) {
+                uint64_t h = next_job_wait - 1 - rnd() % 4;
+                lq_core_wait_cancel(f->c, h);
+                if (h < 20001 && jw[h] == 1)
+                    jw[h] = 3;
+            } else if (next_id > 1) {
+                bool parked = false;
+                uint8_t st;
+                uint64_t h = next_job_wait++;
+                lq_err e = lq_core_wait_job(f->c, now, next_id - 1 - rnd() % (next_id - 1 < 50 ? next_id - 1 : 50), h,
+                                            (uint32_t)(rnd() % 2000), &parked, &st);
+                assert_true(e == LQ_OK || e == LQ_E_NOT_FOUND || e == LQ_E_LIMIT);
+                assert_true(h < 20001);
+                if (e == LQ_OK)
+                    jw[h] = parked ? 1 : 2;
+                if (e == LQ_OK && !parked)
+                    assert_int_equal(st, LQ_STATE_DEAD);
+            }
+            break;
+        }
+        case 13:
+            if (rnd() % 8 == 0)
+                lq_core_clear_suspect(f->c, now, lq_str_c(workers[rnd() % 4]));
+            else
+                now += rnd() % 120;
+            break;
         default:
             now += rnd() % 120;
             break;
@@ -1186,15 +1235,40 @@ static void test_random_ops(void **state)
         for (size_t i = 0; i < f->ev.n; i++)
             if (f->ev.v[i].type == LQ_EV_LEASE && n_held < MAXL)
                 held[n_held++] = f->ev.v[i].u.lease.lease;
-        for (size_t i = 0; i < f->ev.n; i++)
-            seen[f->ev.v[i].type]++;
+        for (size_t i = 0; i < f->ev.n; i++) {
+            const lq_ev *e = &f->ev.v[i];
+            assert_true(e->type >= LQ_EV_JOB_PUT && e->type <= LQ_EV_WORKER_SUSPECT);
+            seen[e->type]++;
+            if (e->type != LQ_EV_JOB_WAIT_DONE)
+                continue;
+            /* each wait answered once, never after a cancel; a terminal answer follows the store
+             * event of its transition (or its sibling answers), except CANCELLED: never stored */
+            uint64_t h = e->u.wait_done.waiter;
+            assert_true(h < 20001 && jw[h] == 1);
+            jw[h] = 2;
+            uint8_t st = e->u.wait_done.state;
+            if (st == 0 || st == LQ_STATE_CANCELLED)
+                continue;
+            size_t k = i;
+            while (k > 0 && f->ev.v[k - 1].type == LQ_EV_JOB_WAIT_DONE && f->ev.v[k - 1].job_id == e->job_id)
+                k--;
+            assert_true(k > 0);
+            const lq_ev *store = &f->ev.v[k - 1];
+            assert_int_equal(store->job_id, e->job_id);
+            if (st == LQ_STATE_DEAD)
+                assert_true(store->type == LQ_EV_JOB_UPDATE && store->u.update.state == LQ_STATE_DEAD);
+            else
+                assert_true(store->type == LQ_EV_JOB_DELETE && store->u.del.final_state == st);
+        }
         if (step % 7 == 0)
             lq_core_check(f->c);
     }
-    print_message("random: put %zu update %zu delete %zu lease %zu waiter_done %zu requeued %zu dead %zu stalled %zu\n",
+    print_message("random: put %zu update %zu delete %zu lease %zu waiter_done %zu requeued %zu dead %zu stalled %zu"
+                  " wait_done %zu suspect %zu\n",
                   seen[LQ_EV_JOB_PUT], seen[LQ_EV_JOB_UPDATE], seen[LQ_EV_JOB_DELETE], seen[LQ_EV_LEASE],
-                  seen[LQ_EV_WAITER_DONE], seen[LQ_EV_REQUEUED], seen[LQ_EV_DEAD], seen[LQ_EV_SESSION_STALLED]);
-    for (int t = LQ_EV_JOB_PUT; t <= LQ_EV_SESSION_STALLED; t++)
+                  seen[LQ_EV_WAITER_DONE], seen[LQ_EV_REQUEUED], seen[LQ_EV_DEAD], seen[LQ_EV_SESSION_STALLED],
+                  seen[LQ_EV_JOB_WAIT_DONE], seen[LQ_EV_WORKER_SUSPECT]);
+    for (int t = LQ_EV_JOB_PUT; t <= LQ_EV_WORKER_SUSPECT; t++)
         assert_true(seen[t] > 0); /* every path was exercised */
     fx_free(f);
 }
