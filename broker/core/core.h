@@ -211,6 +211,8 @@ void lq_core_commit_done(lq_core *core, uint64_t now_ms, uint64_t job_id, bool d
 typedef struct {
     lq_str worker_id;      /* empty for plain producers/admin connections */
     uint32_t heartbeat_ms; /* 0 = no heartbeats: leases expire per job */
+    bool keep_leases_on_close; /* closing hands the leases over to per-job expiry (tokens stay
+                                * valid) instead of requeueing them: CLI-style clients */
 } lq_session_opts;
 
 /* Every connection has a session; leases belong to it. */
@@ -256,6 +258,11 @@ typedef struct {
  * DEAD if asked or once attempts reached max_attempts. *state_out = DELAYED/READY/DEAD. */
 lq_err lq_core_nack(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t token,
                     const lq_nack_opts *opts, uint8_t *state_out, lq_events *ev);
+
+/* Undoes a grant that could not be delivered (e.g. it did not fit in the reply): the job goes
+ * back to the front of its lane as if never leased: the attempt is not counted, no last_error,
+ * no store event unless something stored changed. LEASE_LOST for a stale token. */
+lq_err lq_core_release(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t token, lq_events *ev);
 
 /* Moves the lease's expiry to now + lease_ms. */
 lq_err lq_core_extend(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t token,
