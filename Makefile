@@ -71,9 +71,15 @@ BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # Test objects are intermediates of pattern rules; keep them so a rebuild is incremental.
 .SECONDARY:
 
-all: $(LEASEQD) $(LEASEQCTL) $(LIBLEASEQ_A) $(LIBLEASEQ_SO) $(BUILD)/lib/pkgconfig/leaseq.pc
+# Components with their own build rules (the GPU worker, fuzz targets) add to these lists in
+# their fragment: EXTRA_ALL (built by `all`), EXTRA_TESTS (built by `tests`), DEB_PACKAGES.
+EXTRA_ALL :=
+EXTRA_TESTS :=
+-include $(sort $(wildcard */*.mk))
 
-tests: all $(UNIT_BIN) $(SIM_BIN) $(INTEG_BIN) $(BENCH_BIN)
+all: $(LEASEQD) $(LEASEQCTL) $(LIBLEASEQ_A) $(LIBLEASEQ_SO) $(BUILD)/lib/pkgconfig/leaseq.pc $(EXTRA_ALL)
+
+tests: all $(UNIT_BIN) $(SIM_BIN) $(INTEG_BIN) $(BENCH_BIN) $(EXTRA_TESTS)
 
 # Installs whichever Debian packages are missing; quick when none is.
 deps:
