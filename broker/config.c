@@ -11,6 +11,7 @@
 #define PAYLOAD_MAX_LIMIT (1u << 30)       /* frames carry u32 lengths; keep well clear */
 #define CONNECTIONS_MAX_LIMIT (1u << 20)   /* connection slots are 24 bits in io_uring user_data */
 #define LANE_WEIGHT_MAX 1000000u
+#define RETENTION_MAX_MS (30u * 24 * 3600 * 1000) /* 30 days */
 
 void lq_config_usage(FILE *f)
 {
@@ -23,6 +24,8 @@ void lq_config_usage(FILE *f)
           "  --lanes QUEUE=NAME:WEIGHT,NAME:WEIGHT  lanes of one queue (repeatable)\n"
           "  --max-payload BYTES     largest job payload, suffix K/M/G allowed (default 16M)\n"
           "  --max-connections N     connections held at once (default 10000)\n"
+          "  --result-retention MS   how long a finished job's result and state are kept for\n"
+          "                          wait (default 600000; 0 = not kept)\n"
           "  --log-level debug|info|warn|error  (default info)\n"
           "  --help                  this text\n",
           f);
@@ -152,7 +155,8 @@ static lq_config_result add_lanes(lq_config *cfg, const char *val, char *err, si
 }
 
 static const char *const value_flags[] = {"--listen", "--data-dir", "--sync", "--map-size", "--lanes",
-                                          "--max-payload", "--max-connections", "--unix", "--log-level"};
+                                          "--max-payload", "--max-connections", "--unix", "--log-level",
+                                          "--result-retention"};
 
 lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *err, size_t err_cap)
 {
@@ -164,6 +168,7 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
     cfg->max_payload_bytes = LQ_PAYLOAD_MAX_DEFAULT;
     cfg->max_connections = 10000;
     cfg->log_level = LQ_LOG_INFO;
+    cfg->result_retention_ms = 600000;
     err[0] = '\0';
 
     for (int i = 1; i < argc; i++) {
@@ -240,6 +245,11 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
         } else if (strcmp(flag, "--log-level") == 0) {
             if (!lq_log_level_parse(val, &cfg->log_level)) {
                 snprintf(err, err_cap, "--log-level: expected debug, info, warn or error, got \"%s\"", val);
+                return LQ_CONFIG_ERROR;
+            }
+        } else if (strcmp(flag, "--result-retention") == 0) {
+            if (!parse_u32(val, 0, RETENTION_MAX_MS, &cfg->result_retention_ms)) {
+                snprintf(err, err_cap, "--result-retention: expected 0..%u ms, got \"%s\"", RETENTION_MAX_MS, val);
                 return LQ_CONFIG_ERROR;
             }
         } else if (strcmp(flag, "--lanes") == 0) {

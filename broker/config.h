@@ -28,6 +28,7 @@ typedef struct {
     uint32_t max_payload_bytes;
     uint32_t max_connections;
     lq_log_level log_level;
+    uint32_t result_retention_ms; /* how long a finished job's outcome is kept for Wait; 0 = not kept */
     lq_queue_flag *queues;     /* owner: lq_config_free */
     uint32_t n_queues;
 } lq_config;

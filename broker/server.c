@@ -72,6 +72,8 @@ static void on_close(void *ctx, lq_conn_id id, void *user)
     if (!sc->hello_done)
         return;
     srv_waiters_drop_conn(s, sc);
+    srv_jobwaits_drop_conn(s, sc);
+    (void)srv_sess_conn_set(s, sc->session, 0);
     lq_core_session_close(s->core, srv_now(s), sc->session, &s->ev);
     uint32_t requeued = 0;
     for (size_t i = 0; i < s->ev.n; i++)
@@ -129,6 +131,10 @@ static lq_err recover(lq_server *s)
         LQ_LOGE("recovery failed", "error=%s jobs_loaded=%llu", lq_err_name(e), (unsigned long long)r.total);
         return e;
     }
+    /* Finished jobs' keys keep collapsing duplicates across the restart. */
+    e = srv_results_restore(s);
+    if (e != LQ_OK)
+        return e;
     lq_core_restore_finish(s->core, srv_now(s), next_id, next_seq);
     /* Leases are not stored: jobs leased at the crash are counted (and served) as ready. */
     LQ_LOGI("recovered", "jobs=%llu ready=%llu delayed=%llu dead=%llu next_id=%llu took_ms=%llu",
@@ -176,6 +182,7 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
     s->signal_fd = signal_fd;
     lq_clock_init(&s->clock);
     lq_events_init(&s->ev);
+    s->last_durable = true;
     lq_err e = LQ_E_NOMEM;
     if (lq_arena_init(&s->arena, ARENA_CHUNK_BYTES, ARENA_CAP_BYTES) != 0 ||
         lq_arena_init(&s->out_arena, ARENA_CHUNK_BYTES, OUT_ARENA_CAP_BYTES) != 0)
@@ -240,10 +247,11 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
         e = lq_loop_add_reader(s->loop, signal_fd, sizeof(struct signalfd_siginfo), on_signal, s);
     if (e != LQ_OK)
         goto fail;
-    LQ_LOGI("started", "listen=%s unix=%s data_dir=%s sync=%s map_size=%llu max_payload=%u max_connections=%u io_uring=%s",
+    LQ_LOGI("started", "listen=%s unix=%s data_dir=%s sync=%s map_size=%llu max_payload=%u max_connections=%u "
+            "result_retention_ms=%u io_uring=%s",
             bound, cfg->unix_path ? cfg->unix_path : "-", cfg->data_dir, sync_name(cfg->sync),
             (unsigned long long)cfg->map_size_bytes, cfg->max_payload_bytes, cfg->max_connections,
-            lq_loop_setup_flags(s->loop));
+            cfg->result_retention_ms, lq_loop_setup_flags(s->loop));
     *out = s;
     return LQ_OK;
 fail:
@@ -299,6 +307,7 @@ static bool shutdown_step(lq_server *s)
         lq_loop_stop_listening(s->loop);
         lq_loop_stop_reading(s->loop);
         srv_waiters_answer_all(s);
+        srv_jobwaits_answer_all(s);
         s->stop_deadline_ms = now + SRV_SHUTDOWN_FLUSH_MS;
         s->stop_phase = 1;
         return false;
@@ -348,6 +357,8 @@ void lq_server_destroy(lq_server *s)
     if (s->core != NULL)
         lq_core_destroy(s->core);
     srv_batches_free(s);
+    srv_jobwaits_free(s);
+    srv_admin_free(s);
     lq_events_free(&s->ev);
     if (s->arena.chunk != NULL)
         lq_arena_free(&s->arena);

@@ -81,7 +81,12 @@ static bool below_resume(const lq_server *s, const srv_conn *sc)
 
 srv_deferred *srv_defer(lq_server *s, srv_conn *sc, uint64_t request_id, uint8_t kind, uint32_t bytes)
 {
-    srv_batch *b = srv_open_batch(s);
+    return srv_defer_to(s, sc, srv_open_batch(s), request_id, kind, bytes);
+}
+
+srv_deferred *srv_defer_to(lq_server *s, srv_conn *sc, srv_batch *b, uint64_t request_id, uint8_t kind,
+                           uint32_t bytes)
+{
     if (grow((void **)&b->def, &b->cap_def, b->n_def + 1, sizeof *b->def) != LQ_OK)
         return NULL;
     srv_deferred *d = &b->def[b->n_def++];
@@ -241,9 +246,50 @@ static void waiter_done(lq_server *s, uint64_t handle)
 
 /* ---- events --------------------------------------------------------------------------- */
 
+static const char *final_why(uint8_t state)
+{
+    switch (state) {
+    case LQ_STATE_EXPIRED: return "deadline passed before dispatch";
+    case LQ_STATE_PURGED: return "purged by an admin";
+    case LQ_STATE_CANCELLED: return "cancelled";
+    default: return "";
+    }
+}
+
+/* A job left the core: its record goes, and what a waiting producer may still ask for (state,
+ * result bytes of an ack, or why it ended) is kept for the retention time. */
+static lq_err finish_job(lq_server *s, srv_batch *b, const lq_ev *e)
+{
+    uint8_t st = e->u.del.final_state;
+    uint32_t keep = s->cfg->result_retention_ms;
+    bool known = st == LQ_STATE_DONE || st == LQ_STATE_EXPIRED || st == LQ_STATE_PURGED || st == LQ_STATE_CANCELLED;
+    if (keep == 0 || !known)
+        return lq_batch_delete_job(b->b, e->job_id); /* nothing to keep */
+    const void *res = NULL;
+    uint32_t res_len = 0;
+    if (st == LQ_STATE_DONE && e->job_id == s->ack_job) {
+        res = s->ack_result;
+        res_len = s->ack_result_len;
+    }
+    uint64_t now = srv_now(s);
+    uint64_t until = now + keep;
+    lq_str why = lq_str_c(final_why(st));
+    lq_err err = lq_batch_finish_job(b->b, e->job_id, st, why, res, res_len, now, until);
+    if (err == LQ_E_LIMIT && res_len > 0) {
+        /* The batch holds its cap of result bytes already: the job still finishes (its ack is
+         * not refused), its waiting producer learns the result was not kept. */
+        LQ_LOGW("result dropped: batch full", "job=%llu bytes=%u", (unsigned long long)e->job_id, res_len);
+        err = lq_batch_finish_job(b->b, e->job_id, st, lq_str_c("result dropped: batch full"), NULL, 0, now, until);
+    }
+    if (err == LQ_OK)
+        srv_results_note(s, until);
+    return err;
+}
+
 void srv_apply_events(lq_server *s, srv_put_ctx *put)
 {
     srv_batch *b = srv_open_batch(s);
+    uint64_t last_stored = 0; /* job of the last store event: a JOB_WAIT_DONE follows its own */
     /* A WAITER_DONE reply may give leases back, which appends to s->ev: walk by index up to
      * the moving end, on copies. */
     for (size_t i = 0; i < s->ev.n; i++) {
@@ -267,11 +313,13 @@ void srv_apply_events(lq_server *s, srv_put_ctx *put)
                                       e.u.update.not_before_ms, e.u.update.last_error);
             if (err != LQ_OK)
                 b->failed = true;
+            last_stored = e.job_id;
             break;
         case LQ_EV_JOB_DELETE:
-            err = lq_batch_delete_job(b->b, e.job_id);
+            err = finish_job(s, b, &e);
             if (err != LQ_OK)
                 b->failed = true;
+            last_stored = e.job_id;
             break;
         case LQ_EV_LEASE:
             srv_waiter_add_lease(s, e.u.lease.waiter, &e.u.lease.lease);
@@ -286,19 +334,23 @@ void srv_apply_events(lq_server *s, srv_put_ctx *put)
         case LQ_EV_DEAD:
             s->dead_lettered++;
             break;
-        case LQ_EV_SESSION_STALLED:
-            LQ_LOGW("worker session stalled, leases requeued", "session=%u leases=%u", e.u.stalled.session,
-                    e.u.stalled.leases_requeued);
+        case LQ_EV_SESSION_STALLED: {
+            char wid[LQ_NAME_MAX + 1], q[2 * LQ_NAME_MAX + 8];
+            const char *w = srv_session_worker(s, e.u.stalled.session, wid, sizeof wid);
+            LQ_LOGW("worker session stalled, leases requeued", "session=%u worker_id=%s leases=%u",
+                    e.u.stalled.session, lq_log_quote(q, sizeof q, w, strlen(w)), e.u.stalled.leases_requeued);
             break;
+        }
         case LQ_EV_WORKER_SUSPECT: {
             char wid[256];
-            LQ_LOGW("worker quarantined", "worker=%s losses=%u",
+            LQ_LOGW("worker quarantined", "worker_id=%s losses=%u",
                     lq_log_quote(wid, sizeof wid, e.u.suspect.worker_id.ptr, e.u.suspect.worker_id.len),
                     e.u.suspect.losses);
             break;
         }
         case LQ_EV_JOB_WAIT_DONE:
-            break; /* this server parks no job waits yet (Wait is answered "not implemented") */
+            srv_jobwait_done(s, e.u.wait_done.waiter, e.job_id, e.u.wait_done.state, last_stored == e.job_id);
+            break;
         }
         if (err != LQ_OK)
             LQ_LOGE("cannot add to the batch", "job=%llu error=%s", (unsigned long long)e.job_id, lq_err_name(err));
@@ -311,7 +363,11 @@ void srv_apply_events(lq_server *s, srv_put_ctx *put)
 void srv_maybe_submit(lq_server *s)
 {
     srv_batch *b = srv_open_batch(s);
-    if (s->committing || srv_batch_empty(b) || !lq_committer_idle(s->committer))
+    if (s->committing || !lq_committer_idle(s->committer))
+        return;
+    bool empty = srv_batch_empty(b);
+    /* Expired results go a bounded number per commit; an idle broker commits a sweep alone. */
+    if (!srv_results_sweep(s, b->b, srv_now(s), empty) && empty)
         return;
     uint64_t next_id = 0, next_seq = 0;
     lq_core_counters(s->core, &next_id, &next_seq);
@@ -319,6 +375,7 @@ void srv_maybe_submit(lq_server *s)
     lq_committer_submit(s->committer, b->b);
     s->committing = true;
     s->open ^= 1;
+    s->open_first_id = next_id; /* PENDING jobs below it are in the batch now committing */
 }
 
 static void resume_if_below(lq_server *s, srv_conn *sc)
@@ -340,11 +397,23 @@ static void complete(lq_server *s, srv_batch *b, lq_err err, bool puts_dropped)
         srv_item *it = &b->items[i];
         if (it->err != LQ_OK)
             continue;
+        if (it->dup_of != DUP_NONE) {
+            /* A duplicate of a job that was still pending: the original's fate is its own.
+             * Same batch: this one's; the batch before: the last completed one's. */
+            bool orig = it->dup_of == DUP_SAME_BATCH ? durable : s->last_durable;
+            if (!orig)
+                it->err = (uint8_t)(it->dup_of == DUP_SAME_BATCH ? put_err : s->last_put_err);
+            continue;
+        }
+        if (it->duplicate)
+            continue;
         lq_core_commit_done(s->core, now, it->job_id, durable, &s->ev);
         srv_apply_events(s, NULL);
         if (!durable)
             it->err = (uint8_t)put_err;
     }
+    s->last_durable = durable;
+    s->last_put_err = put_err;
     for (uint32_t i = 0; i < b->n_def; i++) {
         const srv_deferred *d = &b->def[i];
         s->pending_bytes -= d->bytes;
@@ -356,6 +425,10 @@ static void complete(lq_server *s, srv_batch *b, lq_err err, bool puts_dropped)
         resume_if_below(s, sc);
         if (d->kind == DEF_ENQUEUE) {
             srv_reply_enqueue(s, d->conn, d->request_id, &b->items[d->first], d->n);
+            continue;
+        }
+        if (d->kind == DEF_WAIT) {
+            srv_wait_complete(s, d, ok, err);
             continue;
         }
         if (!ok) {

@@ -4,6 +4,8 @@
  *   server_req.c    one decoded request -> core calls -> reply now or deferred
  *   server_batch.c  group commit: core events into the open batch, deferred replies, commit done
  *   server_reply.c  encoding responses into a connection's output (dequeue payloads included)
+ *   server_wait.c   job waits (Wait): parked, deferred to a commit, answered from the store
+ *   server_admin.c  Workers, ClearSuspect; the results sweep schedule
  */
 #ifndef LQ_SERVER_INT_H
 #define LQ_SERVER_INT_H
@@ -28,6 +30,8 @@
 #define SRV_DEFERRED_BYTES_PAUSE (64u << 20)   /* payload bytes of one connection awaiting a commit */
 #define SRV_PENDING_BYTES_PAUSE (512u << 20)   /* ... of all connections: readers with some pause */
 #define SRV_PARKED_PER_CONN_MAX 1024   /* parked dequeues of one connection */
+#define SRV_JOBWAITS_PER_CONN_MAX 1024 /* parked job waits of one connection */
+#define SRV_SWEEP_MAX 1000             /* expired results deleted by one commit */
 #define SRV_OUT_MAX_BYTES (64u << 20)  /* unsent output of one connection; over it: disconnect */
 #define SRV_OUT_PAUSE_BYTES (8u << 20) /* unsent output above which its input is not read */
 #define SRV_HOUSEKEEPING_MS 1000       /* the loop wakes at least this often */
@@ -43,9 +47,11 @@ typedef struct {
     uint64_t deferred_bytes; /* payload bytes of those requests */
     uint32_t parked;      /* parked dequeues */
     uint32_t waiters;     /* first parked waiter's index + 1; 0 = none */
+    uint32_t jobwaits;    /* parked job waits */
+    uint32_t jobwait_head; /* first parked job wait's index + 1; 0 = none */
 } srv_conn;
 
-enum { DEF_ENQUEUE = 1, DEF_ACK, DEF_NACK };
+enum { DEF_ENQUEUE = 1, DEF_ACK, DEF_NACK, DEF_WAIT };
 
 /* A reply that is sent once its batch has committed. */
 typedef struct {
@@ -53,13 +59,20 @@ typedef struct {
     uint64_t request_id;
     uint8_t kind;
     uint8_t nack_state;
+    uint8_t wait_state;   /* DEF_WAIT: the terminal state reached, 0 = look the job up */
+    uint64_t job_id;      /* DEF_WAIT */
     uint32_t first, n;    /* DEF_ENQUEUE: its items in srv_batch.items */
     uint32_t bytes;       /* payload bytes the batch holds for it (memory accounting) */
 } srv_deferred;
 
+enum { DUP_NONE = 0, DUP_SAME_BATCH, DUP_PREV_BATCH };
+
 typedef struct {
     uint64_t job_id;      /* set when err == LQ_OK: a PENDING job awaiting commit_done */
     uint8_t err;          /* this item's error, decided before the commit */
+    bool duplicate;       /* idempotency key matched job_id (no job was created) */
+    uint8_t dup_of;       /* DUP_*: the original was PENDING in this or the in-flight batch, so
+                           * the duplicate shares its fate */
 } srv_item;
 
 /* One of the two batches (double buffering): the open one fills while the other commits. */
@@ -93,6 +106,23 @@ typedef struct {
     bool failed;            /* set if the put could not be added to the batch */
 } srv_put_ctx;
 
+/* A parked job wait. Handle for the core: index | generation << 32. */
+typedef struct {
+    lq_conn_id conn;
+    uint64_t request_id;
+    uint64_t job_id;
+    uint32_t gen;
+    bool live;
+    uint32_t prev, next;    /* the connection's list of parked job waits, index + 1 */
+} srv_jobwait;
+
+/* Results not yet swept, by expiry (coarse buckets, oldest first): when a sweep is worth a
+ * commit. Retention is one constant, so new results always expire last. */
+typedef struct {
+    uint64_t until_ms;
+    uint64_t n;
+} srv_sweep_bucket;
+
 typedef struct lq_server lq_server;
 
 struct lq_server {
@@ -116,6 +146,22 @@ struct lq_server {
     uint32_t n_waiters, cap_waiters;
     uint32_t *free_waiters;     /* owner: server; stack of unused indexes */
     uint32_t n_free_waiters;
+    srv_jobwait *jobwaits;      /* owner: server */
+    uint32_t n_jobwaits, cap_jobwaits;
+    uint32_t *free_jobwaits;    /* owner: server; stack of unused indexes */
+    uint32_t n_free_jobwaits;
+    lq_conn_id *sess_conn;      /* owner: server; session id -> its connection (Workers) */
+    uint32_t cap_sess_conn;
+    /* Ack being applied: its result goes with the JOB_DELETE of ack_job. */
+    uint64_t ack_job;
+    const uint8_t *ack_result;
+    uint32_t ack_result_len;
+    uint64_t open_first_id;     /* jobs with ids >= this were created into the open batch */
+    bool last_durable;          /* the last completed batch's jobs were stored ... */
+    lq_err last_put_err;        /* ... or why not */
+    srv_sweep_bucket *sweep_q;  /* owner: server; ring */
+    uint32_t sweep_head, sweep_n, sweep_cap;
+    uint64_t last_sweep_ms;
     lq_lane_stats *stats_buf;   /* owner: server; lanes collected for a stats reply */
     uint32_t n_stats, cap_stats;
     bool read_open;             /* the store's read snapshot is open this pass */
@@ -156,6 +202,33 @@ void srv_waiter_free(lq_server *s, uint64_t handle);
 void srv_waiter_add_lease(lq_server *s, uint64_t handle, const lq_lease *l);
 void srv_waiters_drop_conn(lq_server *s, srv_conn *sc);
 void srv_waiters_answer_all(lq_server *s);
+/* Records a reply that waits on batch b (the open one, or the one committing). */
+srv_deferred *srv_defer_to(lq_server *s, srv_conn *sc, srv_batch *b, uint64_t request_id, uint8_t kind,
+                           uint32_t bytes);
+
+/* server_wait.c */
+bool srv_req_wait(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__Wait *w);
+/* A JOB_WAIT_DONE event; stored_now: its transition's store event is in this event list. */
+void srv_jobwait_done(lq_server *s, uint64_t handle, uint64_t job_id, uint8_t state, bool stored_now);
+/* A DEF_WAIT whose batch completed (ok: it committed). */
+void srv_wait_complete(lq_server *s, const srv_deferred *d, bool ok, lq_err err);
+void srv_jobwaits_drop_conn(lq_server *s, srv_conn *sc);
+void srv_jobwaits_answer_all(lq_server *s); /* shutdown */
+void srv_jobwaits_free(lq_server *s);
+
+/* server_admin.c */
+bool srv_req_workers(lq_server *s, srv_conn *sc, uint64_t rid);
+bool srv_req_clear_suspect(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__ClearSuspect *c);
+lq_err srv_sess_conn_set(lq_server *s, uint32_t session, lq_conn_id conn);
+/* Worker id of an open session into buf ("" if none), for logs. */
+const char *srv_session_worker(lq_server *s, uint32_t session, char *buf, size_t cap);
+/* A result expiring at expires_ms was (or is being) stored. */
+void srv_results_note(lq_server *s, uint64_t expires_ms);
+/* Adds a sweep of expired results to batch b if one is due; idle: only when nothing else would
+ * be committed (then at most once per SRV_HOUSEKEEPING_MS unless many are due). */
+bool srv_results_sweep(lq_server *s, lq_batch *b, uint64_t now, bool idle);
+void srv_admin_free(lq_server *s);
+lq_err srv_results_restore(lq_server *s); /* start-up: idempotency keys of stored results */
 
 /* server_reply.c */
 /* Packs r (+ payload) as one frame into the connection's output. false if it was dropped. */
@@ -170,6 +243,7 @@ void srv_reply_enqueue(lq_server *s, lq_conn_id conn, uint64_t request_id, const
 const char *srv_err_text(lq_err e);
 char *srv_arena_str(lq_arena *a, lq_str str);
 /* Read snapshot for dequeue replies; renewed every pass so committed jobs are visible. */
+lq_err srv_read_begin(lq_server *s);
 void srv_read_end(lq_server *s);
 
 #endif

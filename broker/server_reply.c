@@ -93,6 +93,7 @@ void srv_reply_enqueue(lq_server *s, lq_conn_id conn, uint64_t request_id, const
         ptrs[i] = &res[i];
         if (items[i].err == LQ_OK) {
             res[i].job_id = items[i].job_id;
+            res[i].duplicate = items[i].duplicate;
         } else {
             leaseq__error__init(&errs[i]);
             errs[i].code = (Leaseq__ErrorCode)lq_err_wire((lq_err)items[i].err);
@@ -110,7 +111,7 @@ void srv_reply_enqueue(lq_server *s, lq_conn_id conn, uint64_t request_id, const
     srv_send(s, conn, &r, NULL, 0);
 }
 
-static lq_err read_begin(lq_server *s)
+lq_err srv_read_begin(lq_server *s)
 {
     if (s->read_open)
         return LQ_OK;
@@ -128,9 +129,20 @@ void srv_read_end(lq_server *s)
     }
 }
 
-/* Gives a lease that cannot be delivered back at once (no delay). Its events stay in s->ev
+/* Gives a lease that was never delivered back at once: front of its lane, the attempt not
+ * counted (it is the broker's failure, not the job's). Its events (none today) stay in s->ev
  * for the caller to apply. */
 static void give_back(lq_server *s, const lq_lease *l, const char *why)
+{
+    lq_err e = lq_core_release(s->core, srv_now(s), l->job_id, l->token, &s->ev);
+    if (e != LQ_OK && e != LQ_E_LEASE_LOST)
+        LQ_LOGW("could not give back a lease", "job=%llu why=\"%s\" error=%s", (unsigned long long)l->job_id, why,
+                lq_err_name(e));
+}
+
+/* A job whose record cannot be read is not the broker's passing failure: that delivery counts
+ * (nack without delay), so a broken record ends in the dead-letter set instead of looping. */
+static void give_back_counted(lq_server *s, const lq_lease *l, const char *why)
 {
     lq_nack_opts o = {.error = lq_str_c(why), .delay_set = true, .delay_ms = 0};
     uint8_t st = 0;
@@ -143,18 +155,24 @@ void srv_reply_dequeue(lq_server *s, lq_conn_id conn, uint64_t request_id, const
 {
     lq_arena *a = &s->out_arena;
     lq_arena_reset(a);
-    if (lq_loop_user(s->loop, conn) == NULL)
-        return; /* the leases belong to its session, whose close requeues them */
+    if (lq_loop_user(s->loop, conn) == NULL) {
+        /* Nobody will read them. Released rather than left to the session's close, which
+         * would keep them until they expire if the session keeps its leases. */
+        for (uint32_t i = 0; i < n; i++)
+            give_back(s, &leases[i], "connection closing");
+        return;
+    }
     Leaseq__LeasedJob *jobs = n ? arena_alloc(a, n * sizeof *jobs) : NULL;
     Leaseq__LeasedJob **ptrs = n ? arena_alloc(a, n * sizeof *ptrs) : NULL;
     const uint8_t **payloads = n ? arena_alloc(a, n * sizeof *payloads) : NULL;
-    if (n > 0 && (jobs == NULL || ptrs == NULL || payloads == NULL)) {
+    const lq_lease **sent = n ? arena_alloc(a, n * sizeof *sent) : NULL;
+    if (n > 0 && (jobs == NULL || ptrs == NULL || payloads == NULL || sent == NULL)) {
         for (uint32_t i = 0; i < n; i++)
             give_back(s, &leases[i], "broker out of memory");
         srv_send_error(s, conn, request_id, LQ_E_INTERNAL, "out of memory");
         return;
     }
-    lq_err re = n > 0 ? read_begin(s) : LQ_OK;
+    lq_err re = n > 0 ? srv_read_begin(s) : LQ_OK;
     uint64_t total = 0, meta_est = 64;
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
@@ -164,7 +182,7 @@ void srv_reply_dequeue(lq_server *s, lq_conn_id conn, uint64_t request_id, const
         if (e != LQ_OK) {
             LQ_LOGE("leased job missing from the store", "job=%llu error=%s", (unsigned long long)l->job_id,
                     lq_err_name(e));
-            give_back(s, l, "job record unreadable");
+            give_back_counted(s, l, "job record unreadable");
             continue;
         }
         /* Upper bound of this job's share of the meta (fields, tags and lengths included). */
@@ -198,6 +216,7 @@ void srv_reply_dequeue(lq_server *s, lq_conn_id conn, uint64_t request_id, const
             }
         }
         payloads[k] = v.payload;
+        sent[k] = l;
         total += v.payload_len;
         ptrs[k++] = j;
     }
@@ -211,8 +230,12 @@ void srv_reply_dequeue(lq_server *s, lq_conn_id conn, uint64_t request_id, const
     size_t meta = leaseq__response__get_packed_size(&r);
     size_t frame = LQ_FRAME_HEADER_BYTES + meta + total;
     uint8_t *p = lq_loop_out_reserve(s->loop, conn, frame);
-    if (p == NULL)
-        return; /* the connection is being dropped; its session close requeues the leases */
+    if (p == NULL) {
+        /* the connection is being dropped: these leases never reach it */
+        for (uint32_t i = 0; i < k; i++)
+            give_back(s, sent[i], "connection dropped");
+        return;
+    }
     lq_frame_header(p, (uint32_t)meta, (uint32_t)total);
     size_t packed = leaseq__response__pack(&r, p + LQ_FRAME_HEADER_BYTES);
     LQ_ASSERT(packed == meta);

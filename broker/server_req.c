@@ -23,11 +23,20 @@ static bool req_hello(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__He
         srv_fail_conn(s, sc, rid, LQ_E_PROTOCOL_ERROR, "unsupported protocol_version (this broker speaks 1)");
         return false;
     }
-    lq_session_opts o = {.worker_id = lq_str_c(h->worker_id), .heartbeat_ms = h->heartbeat_ms};
+    lq_session_opts o = {
+        .worker_id = lq_str_c(h->worker_id),
+        .heartbeat_ms = h->heartbeat_ms,
+        .keep_leases_on_close = h->keep_leases_on_close,
+    };
     uint32_t session = 0;
     lq_err e = lq_core_session_open(s->core, srv_now(s), &o, &session);
+    if (e == LQ_OK && srv_sess_conn_set(s, session, sc->id) != LQ_OK) {
+        lq_core_session_close(s->core, srv_now(s), session, &s->ev);
+        srv_apply_events(s, NULL);
+        e = LQ_E_NOMEM;
+    }
     if (e != LQ_OK) {
-        srv_fail_conn(s, sc, rid, e == LQ_E_LIMIT ? LQ_E_UNAVAILABLE : e,
+        srv_fail_conn(s, sc, rid, e == LQ_E_LIMIT ? LQ_E_UNAVAILABLE : e == LQ_E_NOMEM ? LQ_E_INTERNAL : e,
                       e == LQ_E_LIMIT ? "too many sessions" : "hello refused");
         return false;
     }
@@ -99,7 +108,7 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
     }
     srv_batch *b = srv_open_batch(s);
     uint32_t first = b->n_items;
-    uint32_t stored = 0;
+    uint32_t stored = 0; /* items whose answer waits on a commit */
     uint64_t now = srv_now(s);
     const uint8_t *payload = f->payload;
     for (size_t i = 0; i < q->n_items; i++) {
@@ -118,10 +127,18 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
         srv_put_ctx put = {.payload = payload, .payload_len = it->payload_len};
         payload += it->payload_len;
         uint64_t job_id = 0;
+        bool dup = false;
+        uint8_t dup_of = DUP_NONE;
         lq_err e = encode_headers(s, it, &put.headers, &put.headers_len);
         if (e == LQ_OK)
-            e = lq_core_enqueue(s->core, now, &er, &job_id, &s->ev);
-        if (e == LQ_OK) {
+            e = lq_core_enqueue_ex(s->core, now, &er, &job_id, &dup, &s->ev);
+        if (e == LQ_OK && dup) {
+            /* The original may still be on its way to disk: then so is this answer. */
+            uint8_t st = 0;
+            if (lq_core_job_state(s->core, job_id, &st) == LQ_OK && st == LQ_STATE_PENDING)
+                dup_of = job_id >= s->open_first_id || !s->committing ? DUP_SAME_BATCH : DUP_PREV_BATCH;
+            srv_apply_events(s, NULL);
+        } else if (e == LQ_OK) {
             put.job_id = job_id;
             srv_apply_events(s, &put);
             if (put.failed) {
@@ -134,7 +151,7 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
         }
         if (srv_item_push(s, job_id, e) != LQ_OK) {
             /* Cannot even record the outcome: settle the job as not stored. */
-            if (e == LQ_OK) {
+            if (e == LQ_OK && !dup) {
                 lq_core_commit_done(s->core, now, job_id, false, &s->ev);
                 srv_apply_events(s, NULL);
             }
@@ -142,8 +159,12 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
             srv_send_error(s, sc->id, rid, LQ_E_INTERNAL, "out of memory");
             return true;
         }
-        if (e == LQ_OK)
-            stored++;
+        if (e == LQ_OK) {
+            b->items[b->n_items - 1].duplicate = dup;
+            b->items[b->n_items - 1].dup_of = dup_of;
+            if (!dup || dup_of != DUP_NONE)
+                stored++;
+        }
     }
     if (stored == 0) {
         /* Nothing waits on a commit: answer every item's error now. */
@@ -154,7 +175,7 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
     srv_deferred *d = srv_defer(s, sc, rid, DEF_ENQUEUE, f->payload_len);
     if (d == NULL) {
         for (uint32_t i = first; i < b->n_items; i++) {
-            if (b->items[i].err == LQ_OK) {
+            if (b->items[i].err == LQ_OK && !b->items[i].duplicate) {
                 lq_core_commit_done(s->core, now, b->items[i].job_id, false, &s->ev);
                 srv_apply_events(s, NULL);
             }
@@ -230,14 +251,20 @@ static bool req_ack(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__Ack 
         srv_fail_conn(s, sc, rid, LQ_E_PROTOCOL_ERROR, "ack: result_len differs from the frame payload");
         return false;
     }
-    /* Result bytes are accepted and not kept yet (results storage is a later issue). */
+    /* The JOB_DELETE of this ack carries the result into the batch (copied there). */
+    s->ack_job = a->job_id;
+    s->ack_result = f->payload;
+    s->ack_result_len = f->payload_len;
     lq_err e = lq_core_ack(s->core, srv_now(s), a->job_id, a->lease_token, &s->ev);
     srv_apply_events(s, NULL);
+    s->ack_job = 0;
+    s->ack_result = NULL;
+    s->ack_result_len = 0;
     if (e != LQ_OK) {
         srv_send_error(s, sc->id, rid, e, NULL);
         return true;
     }
-    if (srv_defer(s, sc, rid, DEF_ACK, 0) == NULL)
+    if (srv_defer(s, sc, rid, DEF_ACK, f->payload_len) == NULL)
         srv_send_error(s, sc->id, rid, LQ_E_INTERNAL, "out of memory");
     return true;
 }
@@ -414,8 +441,11 @@ bool srv_handle_frame(lq_server *s, srv_conn *sc, const lq_frame *f)
         return true;
     }
     case LEASEQ__REQUEST__BODY_WAIT:
-        srv_send_error(s, sc->id, rid, LQ_E_INVALID_ARGUMENT, "wait is not implemented yet");
-        return true;
+        return srv_req_wait(s, sc, rid, req->wait);
+    case LEASEQ__REQUEST__BODY_WORKERS:
+        return srv_req_workers(s, sc, rid);
+    case LEASEQ__REQUEST__BODY_CLEAR_SUSPECT:
+        return srv_req_clear_suspect(s, sc, rid, req->clear_suspect);
     default:
         srv_fail_conn(s, sc, rid, LQ_E_PROTOCOL_ERROR, "unknown request");
         return false;

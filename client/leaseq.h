@@ -340,6 +340,29 @@ void leaseq_worker_get_stats(const leaseq_worker *w, leaseq_worker_stats *out);
  * until the next leaseq_worker_* call on w from the thread that runs it. */
 const char *leaseq_worker_last_error(const leaseq_worker *w);
 
+/* ---- Worker sessions, as an admin sees them (added; additive) ---- */
+
+typedef struct {
+    uint64_t session_id;
+    char *worker_id;           /* NUL-terminated; "" for a connection that is no worker */
+    char *address;             /* peer address of its connection, "?" if unknown */
+    uint32_t heartbeat_ms;     /* 0 = no heartbeats */
+    uint32_t leases_held;
+    uint64_t last_seen_age_ms; /* since its last heartbeat or request */
+    bool stalled;              /* missed its heartbeats: its leases were requeued */
+    bool suspect;              /* quarantined: gets no new leases */
+    uint64_t suspect_for_ms;   /* until the quarantine lifts by itself */
+    uint32_t recent_losses;    /* lease losses of its worker id within the quarantine window */
+} leaseq_worker_info;
+
+/* Every open session of the broker. On LEASEQ_OK *out is an array of *n (one allocation, its
+ * strings included) owned by the caller: leaseq_workers_free. */
+leaseq_err leaseq_workers(leaseq *c, leaseq_worker_info **out, size_t *n, int timeout_ms);
+void leaseq_workers_free(leaseq_worker_info *w);
+
+/* Lifts the quarantine of a worker id; NOT_FOUND when the broker does not know the id. */
+leaseq_err leaseq_clear_suspect(leaseq *c, const char *worker_id, int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

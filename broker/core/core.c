@@ -137,6 +137,7 @@ lq_err lq_core_create(const lq_core_config *cfg, lq_core **out)
     c->next_id = 1;
     c->next_seq = 1;
     c->sessions_free = LQ_NONE;
+    c->detached_si = LQ_NONE;
     c->waiters_free = LQ_NONE;
     c->jobwaits_free = c->workers_free = c->idem_free = LQ_NONE;
     lq_jobs_init(&c->jobs);

@@ -218,7 +218,10 @@ typedef struct {
 /* Every connection has a session; leases belong to it. */
 lq_err lq_core_session_open(lq_core *core, uint64_t now_ms, const lq_session_opts *opts, uint32_t *session);
 /* The connection closed: every lease of the session is requeued at the front of its lane at
- * once (REQUEUED with CONN_CLOSED), its parked dequeues are dropped without WAITER_DONE. */
+ * once (REQUEUED with CONN_CLOSED), its parked dequeues are dropped without WAITER_DONE.
+ * A keep_leases_on_close session's leases are not requeued: they pass to an internal holder
+ * (no session id, not listed by lq_core_sessions) and expire one by one at their lease expiry
+ * (heartbeating sessions' leases: no earlier than now + default_lease_ms); no event, no loss. */
 void lq_core_session_close(lq_core *core, uint64_t now_ms, uint32_t session, lq_events *ev);
 /* Renews every lease of the session. A stalled session that speaks again starts clean. */
 lq_err lq_core_heartbeat(lq_core *core, uint64_t now_ms, uint32_t session, uint32_t *leases_held);

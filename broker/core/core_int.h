@@ -43,6 +43,8 @@ struct lq_core {
     lq_session *sessions;  /* owner: core */
     uint32_t n_sessions, cap_sessions, sessions_free, n_open_sessions;
     lq_heap stall_heap;    /* heartbeat sessions by stall deadline */
+    uint32_t detached_si;  /* internal session holding the leases of closed keep_leases sessions
+                            * (no heartbeats: each lease in the lease heap); LQ_NONE until needed */
 
     lq_waiter *waiters;    /* owner: core */
     uint32_t n_waiters, cap_waiters, waiters_free, n_live_waiters;

@@ -243,7 +243,7 @@ void lq_core_sessions(const lq_core *c, uint64_t now_ms, lq_session_info_fn fn, 
 {
     for (uint32_t si = 0; si < c->n_sessions; si++) {
         const lq_session *s = &c->sessions[si];
-        if (!s->open)
+        if (!s->open || si == c->detached_si)
             continue;
         lq_session_info info = {
             .session = si + 1,

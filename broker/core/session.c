@@ -24,15 +24,14 @@ static const lq_heap_ops stall_ops = {stall_less, stall_set_pos, stall_get_pos};
 
 uint32_t lq_session_index(const lq_core *c, uint32_t session)
 {
-    if (session == 0 || session > c->n_sessions || !c->sessions[session - 1].open)
+    /* The detached session is the core's own: no caller may speak for it. */
+    if (session == 0 || session > c->n_sessions || !c->sessions[session - 1].open || session - 1 == c->detached_si)
         return LQ_NONE;
     return session - 1;
 }
 
-lq_err lq_session_new(lq_core *c, uint64_t now_ms, uint32_t heartbeat_ms, uint32_t *si)
+static lq_err session_alloc(lq_core *c, uint64_t now_ms, uint32_t heartbeat_ms, uint32_t *si)
 {
-    if (c->n_open_sessions >= c->cfg.max_sessions)
-        return LQ_E_LIMIT;
     uint32_t i;
     if (c->sessions_free != LQ_NONE) {
         i = c->sessions_free;
@@ -66,6 +65,41 @@ lq_err lq_session_new(lq_core *c, uint64_t now_ms, uint32_t heartbeat_ms, uint32
     c->n_open_sessions++;
     *si = i;
     return LQ_OK;
+}
+
+lq_err lq_session_new(lq_core *c, uint64_t now_ms, uint32_t heartbeat_ms, uint32_t *si)
+{
+    /* the detached session does not take a caller's place */
+    if (c->n_open_sessions - (c->detached_si != LQ_NONE) >= c->cfg.max_sessions)
+        return LQ_E_LIMIT;
+    return session_alloc(c, now_ms, heartbeat_ms, si);
+}
+
+bool lq_session_detach_leases(lq_core *c, uint64_t now_ms, uint32_t si)
+{
+    LQ_ASSERT(si != c->detached_si && c->sessions[si].open);
+    if (c->detached_si == LQ_NONE) {
+        uint32_t di;
+        if (session_alloc(c, now_ms, 0, &di) != LQ_OK)
+            return false;
+        c->detached_si = di;
+    }
+    uint32_t di = c->detached_si;
+    while (c->sessions[si].lease_head != LQ_NONE) {
+        uint32_t slot = c->sessions[si].lease_head;
+        lq_session_unlink(c, slot);
+        lq_session_link(c, di, slot);
+        lq_job *j = lq_job_at(c, slot);
+        if (j->heap_pos == LQ_NONE) {
+            /* A heartbeating session's leases were renewed by its beats, not in time_ms: from
+             * now on they run on their own, for at least a default lease time. */
+            uint64_t fresh = lq_add_sat(now_ms, c->cfg.default_lease_ms);
+            if (j->time_ms < fresh)
+                j->time_ms = fresh;
+            lq_must(lq_heap_push(&c->lease_heap, &lq_lease_heap_ops, c, slot));
+        }
+    }
+    return true;
 }
 
 void lq_session_free(lq_core *c, uint32_t si)

@@ -18,6 +18,7 @@ typedef struct {
     uint32_t next_free;
     uint32_t worker;       /* its worker id's health entry (health.h); LQ_NONE: none */
     bool open, stalled;
+    bool keep_leases;      /* closing hands its leases to the detached session (core.h) */
 } lq_session;
 
 /* Session ids on the API are index + 1, so 0 is never a valid session. */
@@ -30,6 +31,10 @@ void lq_session_free(lq_core *c, uint32_t si);
 void lq_session_touch(lq_core *c, uint32_t si, uint64_t now_ms);
 /* The stall heap's top was due: the session loses every lease in one step. */
 void lq_session_stall(lq_core *c, uint64_t now_ms, uint32_t si, lq_events *ev);
+
+/* A closing keep_leases session: its leases move to the detached session, where they expire
+ * by lease time (tokens unchanged). false if the detached session cannot be made (limit). */
+bool lq_session_detach_leases(lq_core *c, uint64_t now_ms, uint32_t si);
 
 void lq_session_link(lq_core *c, uint32_t si, uint32_t slot);
 void lq_session_unlink(lq_core *c, uint32_t slot);

@@ -20,6 +20,7 @@ lq_err lq_core_session_open(lq_core *c, uint64_t now_ms, const lq_session_opts *
         return e;
     }
     c->sessions[si].worker = wi;
+    c->sessions[si].keep_leases = opts && opts->keep_leases_on_close;
     *session = si + 1;
     return LQ_OK;
 }
@@ -30,6 +31,10 @@ void lq_core_session_close(lq_core *c, uint64_t now_ms, uint32_t session, lq_eve
     if (si == LQ_NONE)
         return;
     lq_waiters_of_session(c, si, NULL); /* nobody is left to read a reply */
+    /* A CLI-style session hands its leases over instead: their holder acks them later from
+     * another connection, or they expire. Not a loss of the worker. */
+    if (c->sessions[si].keep_leases && c->sessions[si].n_leases > 0)
+        (void)lq_session_detach_leases(c, now_ms, si); /* if it cannot, they are requeued below */
     bool lost = c->sessions[si].n_leases > 0;
     const lq_release_opts o = {.reason = LQ_REQUEUE_CONN_CLOSED};
     while (c->sessions[si].lease_head != LQ_NONE)
@@ -147,6 +152,26 @@ lq_err lq_core_nack(lq_core *c, uint64_t now_ms, uint64_t job_id, uint64_t token
     uint8_t st = lq_lease_release(c, now_ms, slot, &o, ev);
     if (state_out)
         *state_out = st;
+    return LQ_OK;
+}
+
+lq_err lq_core_release(lq_core *c, uint64_t now_ms, uint64_t job_id, uint64_t token, lq_events *ev)
+{
+    (void)now_ms;
+    (void)ev; /* nothing stored changes: attempts are only written when a lease ends otherwise */
+    uint32_t slot;
+    lq_err e = lq_lease_lookup(c, job_id, token, &slot);
+    if (e != LQ_OK)
+        return e;
+    lq_job *j = lq_job_at(c, slot);
+    if (j->heap_pos != LQ_NONE)
+        lq_heap_remove(&c->lease_heap, &lq_lease_heap_ops, c, j->heap_pos);
+    lq_session_unlink(c, slot);
+    j->token = 0;
+    j->time_ms = 0;
+    LQ_ASSERT(j->attempts > 0);
+    j->attempts--;
+    lq_queue_push_ready(c, slot); /* keeps its seq: front of its lane, parked dequeues served next tick */
     return LQ_OK;
 }
 

@@ -1,5 +1,6 @@
 /* Connections: input buffers and reads, output buffers and the one send in flight, closing. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -9,6 +10,7 @@
 #include "core/lq_assert.h"
 #include "log.h"
 #include "loop_int.h"
+#include "sock.h"
 
 /* ---- connections ---------------------------------------------------------------------- */
 
@@ -281,6 +283,18 @@ void *lq_loop_user(lq_loop *l, lq_conn_id id)
 {
     struct conn *c = lqn_conn_get(l, id);
     return c != NULL && c->state == C_OPEN ? c->user : NULL;
+}
+
+void lq_loop_peer(lq_loop *l, lq_conn_id id, char *out, size_t cap)
+{
+    struct conn *c = lqn_conn_get(l, id);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (c == NULL || c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &sl) != 0) {
+        snprintf(out, cap, "?");
+        return;
+    }
+    lq_sock_format_addr((struct sockaddr *)&ss, out, cap);
 }
 
 void *lq_loop_user_any(lq_loop *l, lq_conn_id id)

@@ -92,4 +92,8 @@ void lq_loop_close_all(lq_loop *l, bool flush);
 
 uint32_t lq_loop_conn_count(const lq_loop *l); /* connections not yet fully released */
 
+/* The peer address of a connection ("HOST:PORT", "unix"), or "?" when id is stale or the
+ * kernel will not say. For admin views: one getpeername per call. */
+void lq_loop_peer(lq_loop *l, lq_conn_id id, char *out, size_t cap);
+
 #endif

@@ -16,7 +16,7 @@
 
 #define LISTEN_BACKLOG 4096
 
-static void format_addr(const struct sockaddr *sa, char *out, size_t cap)
+void lq_sock_format_addr(const struct sockaddr *sa, char *out, size_t cap)
 {
     char host[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;
@@ -30,6 +30,8 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t cap)
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
         port = ntohs(in6->sin6_port);
         snprintf(out, cap, "[%s]:%u", host, port);
+    } else if (sa->sa_family == AF_UNIX) {
+        snprintf(out, cap, "unix");
     } else {
         snprintf(out, cap, "?");
     }
@@ -76,7 +78,7 @@ lq_err lq_sock_listen_tcp(const char *host_port, int *fd_out, char *bound, size_
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-            format_addr((struct sockaddr *)&ss, bound, bound_cap);
+            lq_sock_format_addr((struct sockaddr *)&ss, bound, bound_cap);
         else
             snprintf(bound, bound_cap, "%s", host_port);
         *fd_out = fd;

@@ -13,4 +13,8 @@ lq_err lq_sock_listen_unix(const char *path, int *fd_out);
 /* TCP_NODELAY on an accepted TCP socket; a no-op on a Unix socket. */
 void lq_sock_tune_accepted(int fd);
 
+struct sockaddr;
+/* "HOST:PORT", "[V6]:PORT", "unix" or "?" into out. */
+void lq_sock_format_addr(const struct sockaddr *sa, char *out, size_t cap);
+
 #endif
