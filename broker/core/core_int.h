@@ -49,6 +49,7 @@ struct lq_core {
     lq_waiter *waiters;    /* owner: core */
     uint32_t n_waiters, cap_waiters, waiters_free, n_live_waiters;
     lq_heap wait_heap;     /* waiters by timeout */
+    uint64_t waiter_arrivals; /* counter for lq_waiter.arrival */
     lq_map waiter_by_handle;
     uint32_t *dirty;       /* owner: core; queues with new ready jobs and waiters (cap LQ_QUEUES_MAX) */
     uint32_t n_dirty;

@@ -55,6 +55,7 @@ lq_err lq_waiter_park(lq_core *c, uint64_t now_ms, uint64_t handle, uint32_t si,
     lq_waiter *w = &c->waiters[wi];
     *w = (lq_waiter){
         .handle = handle,
+        .arrival = ++c->waiter_arrivals,
         .expires_ms = lq_add_sat(now_ms, wait_ms),
         .heap_pos = LQ_NONE,
         .session = si,
@@ -138,6 +139,33 @@ void lq_waiters_of_session(lq_core *c, uint32_t si, lq_events *ev)
         lq_waiter_finish(c, c->sessions[si].wait_head, ev);
 }
 
+/* The first waiter on queue qi that may be served now (quarantined ones wait on). */
+static uint32_t first_servable(const lq_core *c, uint32_t qi, uint64_t now_ms)
+{
+    for (uint32_t node = c->queues[qi].wait_head; node != LQ_NONE;) {
+        uint32_t wi = NODE_W(node);
+        const lq_waiter *w = &c->waiters[wi];
+        if (!lq_session_suspect(c, w->session, now_ms))
+            return wi;
+        node = w->next[NODE_K(node)];
+    }
+    return LQ_NONE;
+}
+
+/* The queues of waiter wi on which no earlier servable waiter is parked: a waiter parked on
+ * several queues must not take a job that an earlier waiter of that queue is waiting for. */
+static uint32_t claimable_queues(const lq_core *c, uint32_t wi, uint64_t now_ms, uint32_t *out)
+{
+    const lq_waiter *w = &c->waiters[wi];
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < w->n_queues; k++) {
+        uint32_t first = first_servable(c, w->queues[k], now_ms);
+        if (first == wi || first == LQ_NONE || c->waiters[first].arrival > w->arrival)
+            out[n++] = w->queues[k];
+    }
+    return n;
+}
+
 void lq_waiters_serve(lq_core *c, uint64_t now_ms, lq_events *ev)
 {
     for (uint32_t i = 0; i < c->n_dirty; i++) {
@@ -150,7 +178,11 @@ void lq_waiters_serve(lq_core *c, uint64_t now_ms, lq_events *ev)
             node = w->next[NODE_K(node)]; /* another waiter's node: serving wi leaves it alone */
             if (lq_session_suspect(c, w->session, now_ms))
                 continue; /* quarantined: waits on, served if the quarantine lifts in time */
-            uint32_t n = lq_lease_grant_many(c, now_ms, w->session, w->queues, w->n_queues, &w->cursor,
+            uint32_t qis[LQ_DEQUEUE_QUEUES_MAX];
+            uint32_t nq = claimable_queues(c, wi, now_ms, qis);
+            LQ_ASSERT(nq >= 1); /* wi is the first servable waiter of qi */
+            uint32_t cursor = w->cursor % nq;
+            uint32_t n = lq_lease_grant_many(c, now_ms, w->session, qis, nq, &cursor,
                                              w->max_jobs, w->lease_ms, NULL, w->handle, ev);
             if (n == 0)
                 break; /* what looked ready had passed its deadline */

@@ -12,6 +12,7 @@
 
 typedef struct {
     uint64_t handle;
+    uint64_t arrival;     /* parking order: earlier waiters keep first claim on every queue */
     uint64_t expires_ms;
     uint32_t heap_pos;
     uint32_t session;     /* index */
