@@ -38,6 +38,11 @@ done
 for t in tests/integration/*.sh; do
     [ -f "$t" ] && run "integration/$(basename "$t")" 300 bash "$t"
 done
+# Components with their own test drivers (fuzz short runs, differential tests) put a script
+# tests/<component>/run-in-make-test.sh that takes the build folder.
+for t in tests/*/run-in-make-test.sh; do
+    [ -f "$t" ] && run "$(basename "$(dirname "$t")")/run-in-make-test.sh" 300 bash "$t" "$build"
+done
 
 echo "tests ($build): $passed passed, $failed failed"
 [ "$failed" -eq 0 ] || { printf '  failed: %s\n' "${failures[@]}"; exit 1; }
