@@ -118,7 +118,7 @@ lq_err lq_core_create(const lq_core_config *cfg, lq_core **out)
         cfg = &def;
     }
     if (!out || cfg->default_lease_ms == 0 || cfg->max_lease_ms < cfg->default_lease_ms ||
-        cfg->default_max_attempts == 0 || cfg->backoff_max_ms < cfg->backoff_base_ms ||
+        cfg->default_max_attempts == 0 || cfg->default_max_attempts > LQ_MAX_ATTEMPTS_MAX || cfg->backoff_max_ms < cfg->backoff_base_ms ||
         cfg->heartbeat_misses == 0 || cfg->max_sessions == 0 || cfg->max_sessions >= LQ_NONE ||
         cfg->quarantine_losses > 1024)
         return LQ_E_INVALID_ARGUMENT;
@@ -136,6 +136,7 @@ lq_err lq_core_create(const lq_core_config *cfg, lq_core **out)
     c->max_workers = max_workers >= LQ_NONE ? LQ_NONE - 1 : (uint32_t)max_workers;
     c->next_id = 1;
     c->next_seq = 1;
+    c->next_unpause_ms = LQ_TIME_NEVER;
     c->sessions_free = LQ_NONE;
     c->detached_si = LQ_NONE;
     c->waiters_free = LQ_NONE;
@@ -231,6 +232,10 @@ lq_err lq_core_enqueue_ex(lq_core *c, uint64_t now_ms, const lq_enqueue_req *req
     lq_err e = lq_queue_get(c, req->queue, true, &qi);
     if (e == LQ_OK)
         e = lq_queue_lane(c, qi, req->lane, LQ_LANE_AUTO, &li);
+    if (e == LQ_OK && req->max_attempts > LQ_MAX_ATTEMPTS_MAX)
+        e = LQ_E_INVALID_ARGUMENT;
+    if (e == LQ_OK)
+        e = lq_queue_admit(c, li, req->payload_len);
     if (e == LQ_OK)
         e = lq_queue_tenant(c, li, req->tenant, &ti);
     if (e == LQ_OK)
@@ -245,8 +250,10 @@ lq_err lq_core_enqueue_ex(lq_core *c, uint64_t now_ms, const lq_enqueue_req *req
     j->priority = req->priority;
     j->enqueued_ms = now_ms;
     j->time_ms = req->delay_ms ? lq_add_sat(now_ms, req->delay_ms) : 0;
-    j->deadline_ms = req->deadline_ms ? lq_add_sat(now_ms, req->deadline_ms) : 0;
-    j->max_attempts = req->max_attempts ? req->max_attempts : c->cfg.default_max_attempts;
+    uint64_t max_wait_ms = req->deadline_ms ? req->deadline_ms : c->lanes[li].max_wait_ms;
+    j->deadline_ms = max_wait_ms ? lq_add_sat(now_ms, max_wait_ms) : 0;
+    j->max_attempts = (uint16_t)(req->max_attempts ? req->max_attempts : c->cfg.default_max_attempts);
+    j->payload_len = req->payload_len;
     j->tenant = ti;
     j->flags = req->idem_key.len ? LQ_JOB_F_IDEM : 0;
     lq_job_set_state(c, slot, LQ_STATE_PENDING);
@@ -312,6 +319,7 @@ uint64_t lq_core_tick(lq_core *c, uint64_t now_ms, lq_events *ev)
     for (uint32_t si; (si = lq_heap_top(&c->stall_heap)) != LQ_NONE && lq_session_stall_at(c, si) <= now_ms;)
         lq_session_stall(c, now_ms, si, ev);
     lq_waiters_expire(c, now_ms, ev);
+    lq_queue_unpause_due(c, now_ms); /* before serving, like quarantine lifts below */
     lq_health_tick(c, now_ms); /* before serving: lifted workers' parked dequeues get their turn */
     lq_waiters_serve(c, now_ms, ev);
     lq_jobwait_expire(c, now_ms, ev);
@@ -329,6 +337,7 @@ uint64_t lq_core_tick(lq_core *c, uint64_t now_ms, lq_events *ev)
         next = min_u64(next, c->waiters[top].expires_ms);
     next = min_u64(next, lq_health_next(c));
     next = min_u64(next, lq_jobwait_next(c));
+    next = min_u64(next, c->next_unpause_ms);
     /* a sweep cut short by its budget goes on in the next tick */
     uint64_t idem = lq_idem_next(c);
     next = min_u64(next, idem > now_ms ? idem : lq_add_sat(now_ms, 1));
@@ -412,8 +421,10 @@ lq_err lq_core_restore_job(lq_core *c, uint64_t now_ms, const lq_job_rec *rec)
     j->enqueued_ms = rec->enqueued_ms;
     j->time_ms = state == LQ_STATE_DELAYED ? rec->not_before_ms : 0;
     j->deadline_ms = rec->deadline_ms;
-    j->attempts = rec->attempts;
-    j->max_attempts = rec->max_attempts ? rec->max_attempts : c->cfg.default_max_attempts;
+    j->attempts = (uint16_t)(rec->attempts < LQ_MAX_ATTEMPTS_MAX ? rec->attempts : LQ_MAX_ATTEMPTS_MAX);
+    uint32_t max_attempts = rec->max_attempts ? rec->max_attempts : c->cfg.default_max_attempts;
+    j->max_attempts = (uint16_t)(max_attempts < LQ_MAX_ATTEMPTS_MAX ? max_attempts : LQ_MAX_ATTEMPTS_MAX);
+    j->payload_len = rec->payload_len;
     j->tenant = ti;
     j->flags = keyed ? LQ_JOB_F_IDEM : 0;
     place_job(c, now_ms, slot, state);

@@ -32,6 +32,7 @@
 #define LQ_DEQUEUE_MAX 256        /* jobs granted by one dequeue */
 #define LQ_DEQUEUE_QUEUES_MAX 16  /* queues named by one dequeue */
 #define LQ_ERROR_TEXT_MAX 1024    /* bytes of a nack's error text that are kept */
+#define LQ_MAX_ATTEMPTS_MAX 65535 /* largest delivery limit a job may ask for */
 #define LQ_TIME_NEVER UINT64_MAX
 
 /* A byte string that is not NUL-terminated. */
@@ -360,6 +361,26 @@ void lq_core_sessions(const lq_core *core, uint64_t now_ms, lq_session_info_fn f
 
 /* Lifts the quarantine of a worker id and forgets its losses. NOT_FOUND if the id is unknown. */
 lq_err lq_core_clear_suspect(lq_core *core, uint64_t now_ms, lq_str worker_id);
+
+/* ---- lane settings: limits, shedding, pause ---------------------------------------------- */
+
+typedef struct {
+    uint32_t weight;
+    uint64_t max_queued;       /* 0 = unlimited: an enqueue that would pass it gets QUEUE_FULL
+                                * (queued = ready + delayed + pending jobs of the lane) */
+    uint64_t max_queued_bytes; /* 0 = unlimited: the same for their payload bytes (a job larger
+                                * than the limit is still taken when the lane is empty) */
+    uint64_t max_wait_ms;      /* > 0: a job enqueued without a deadline gets now + max_wait_ms */
+    bool sheddable;            /* the shell refuses these lanes first when storage fills up */
+    bool paused;               /* nothing is dispatched from the lane; enqueues still accepted */
+    uint64_t paused_until_ms;  /* with paused: the pause lifts by itself then (0 = until resumed) */
+} lq_lane_settings;
+
+/* NOT_FOUND if the queue or lane does not exist. An empty lane means "default". */
+lq_err lq_core_lane_get(const lq_core *core, lq_str queue, lq_str lane, lq_lane_settings *out);
+/* Applies every field (creating the queue and lane if missing, in a configured queue too:
+ * this is configuration). Lifting a pause serves parked dequeues at the next tick. */
+lq_err lq_core_lane_set(lq_core *core, uint64_t now_ms, lq_str queue, lq_str lane, const lq_lane_settings *s);
 
 /* Debug builds and tests: walks every structure and asserts its invariants (O(n)). */
 void lq_core_check(const lq_core *core);

@@ -50,6 +50,7 @@ struct lq_core {
     uint32_t n_waiters, cap_waiters, waiters_free, n_live_waiters;
     lq_heap wait_heap;     /* waiters by timeout */
     uint64_t waiter_arrivals; /* counter for lq_waiter.arrival */
+    uint64_t next_unpause_ms; /* earliest timed lane pause to lift (LQ_TIME_NEVER: none) */
     lq_map waiter_by_handle;
     uint32_t *dirty;       /* owner: core; queues with new ready jobs and waiters (cap LQ_QUEUES_MAX) */
     uint32_t n_dirty;

@@ -23,7 +23,8 @@ typedef struct {
     uint32_t sess_prev, sess_next; /* LEASED: the session's lease list */
     uint32_t tenant;      /* index of its (lane, tenant) bucket; the lane follows from it */
     uint32_t session;     /* LEASED: session index */
-    uint32_t attempts, max_attempts;
+    uint32_t payload_len; /* for the lanes' byte limits */
+    uint16_t attempts, max_attempts; /* max_attempts is capped at LQ_MAX_ATTEMPTS_MAX */
     uint8_t state;        /* lq_job_state; 0 = free slot */
     uint8_t flags;        /* LQ_JOB_F_*: side tables to visit when the job ends (in padding) */
 } lq_job;

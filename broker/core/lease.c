@@ -42,7 +42,8 @@ bool lq_lease_grant(lq_core *c, uint64_t now_ms, uint32_t si, uint32_t qi, uint3
         return false;
     lq_job_set_state(c, slot, LQ_STATE_LEASED);
     lq_job *j = lq_job_at(c, slot);
-    j->attempts++;
+    if (j->attempts < LQ_MAX_ATTEMPTS_MAX)
+        j->attempts++;
     j->token = new_token(c);
     j->time_ms = lq_add_sat(now_ms, lease_ms);
     lq_session_link(c, si, slot);

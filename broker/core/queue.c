@@ -94,6 +94,12 @@ static uint32_t find_lane(const lq_core *c, uint32_t qi, uint32_t nid)
 
 static lq_str lane_name(lq_str s) { return s.len ? s : lq_str_c("default"); }
 
+uint32_t lq_queue_find_lane(const lq_core *c, uint32_t qi, lq_str lane)
+{
+    uint32_t nid = lq_names_find(&c->names, lane_name(lane));
+    return nid == LQ_NONE ? LQ_NONE : find_lane(c, qi, nid);
+}
+
 lq_err lq_queue_lane(lq_core *c, uint32_t qi, lq_str lane, lq_lane_mode mode, uint32_t *li)
 {
     lane = lane_name(lane);
@@ -174,10 +180,18 @@ void lq_job_set_state(lq_core *c, uint32_t slot, uint8_t state)
     }
     if (to)
         (*to)++;
-    if (j->state == LQ_STATE_READY)
-        q->ready--;
-    if (state == LQ_STATE_READY)
-        q->ready++;
+    bool was_queued = j->state == LQ_STATE_READY || j->state == LQ_STATE_DELAYED || j->state == LQ_STATE_PENDING;
+    bool is_queued = state == LQ_STATE_READY || state == LQ_STATE_DELAYED || state == LQ_STATE_PENDING;
+    if (was_queued != is_queued) {
+        LQ_ASSERT(is_queued || l->queued_bytes >= j->payload_len);
+        l->queued_bytes = is_queued ? l->queued_bytes + j->payload_len : l->queued_bytes - j->payload_len;
+    }
+    if (!l->paused) {
+        if (j->state == LQ_STATE_READY)
+            q->ready--;
+        if (state == LQ_STATE_READY)
+            q->ready++;
+    }
     j->state = state;
 }
 
@@ -245,7 +259,7 @@ static uint32_t pick_lane(lq_core *c, lq_queue *q)
     int64_t total = 0;
     for (uint32_t i = 0; i < q->n_lanes; i++) {
         lq_lane *l = &c->lanes[q->lanes[i]];
-        if (l->ready == 0 || l->weight == 0)
+        if (l->ready == 0 || l->weight == 0 || l->paused)
             continue;
         l->cur += l->weight;
         total += l->weight;
@@ -261,7 +275,7 @@ static uint32_t pick_lane(lq_core *c, lq_queue *q)
     for (uint32_t k = 0; k < q->n_lanes; k++) {
         uint32_t i = (q->zero_rr + k) % q->n_lanes;
         lq_lane *l = &c->lanes[q->lanes[i]];
-        if (l->ready > 0) {
+        if (l->ready > 0 && !l->paused) {
             q->zero_rr = (i + 1) % q->n_lanes;
             return q->lanes[i];
         }
@@ -382,7 +396,8 @@ void lq_queue_check(const lq_core *c)
         for (uint32_t i = 0; i < q->n_lanes; i++) {
             const lq_lane *l = &c->lanes[q->lanes[i]];
             LQ_ASSERT(l->queue == qi);
-            ready += l->ready;
+            if (!l->paused)
+                ready += l->ready;
         }
         LQ_ASSERT(ready == q->ready);
     }

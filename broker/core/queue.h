@@ -21,6 +21,10 @@ typedef struct {
     uint32_t n_ring;
     int64_t cur;        /* SWRR current weight */
     uint64_t ready, leased, delayed, dead, pending;
+    uint64_t queued_bytes;     /* payload bytes of its READY, DELAYED and PENDING jobs */
+    uint64_t max_queued, max_queued_bytes, max_wait_ms; /* lq_lane_settings */
+    uint64_t paused_until_ms;
+    bool sheddable, paused;    /* a paused lane's ready jobs are not in its queue's `ready` */
 } lq_lane;
 
 typedef struct {
@@ -35,7 +39,7 @@ typedef struct {
     uint32_t n_lanes;
     uint32_t lanes[LQ_LANES_MAX];
     uint32_t zero_rr;   /* round-robin cursor among weight-0 lanes */
-    uint64_t ready;     /* sum of the lanes' ready counts */
+    uint64_t ready;     /* sum of the ready counts of the lanes that are not paused */
     uint32_t wait_head, wait_tail, n_waiters; /* FIFO of parked dequeue nodes (waiters.h) */
     bool configured;
     bool dirty;         /* in core->dirty: got ready jobs while it has waiters */
@@ -59,6 +63,15 @@ void lq_queue_push_ready(lq_core *c, uint32_t slot);
  * it on), or LQ_NONE. Jobs whose deadline has passed are deleted on the way (JOB_DELETE
  * EXPIRED). */
 uint32_t lq_queue_take(lq_core *c, uint32_t qi, uint64_t now_ms, lq_events *ev);
+
+/* The lane of queue qi named `lane` (empty = "default") or LQ_NONE; never creates. */
+uint32_t lq_queue_find_lane(const lq_core *c, uint32_t qi, lq_str lane);
+/* QUEUE_FULL if one more job of payload_len would pass lane li's limits. */
+lq_err lq_queue_admit(const lq_core *c, uint32_t li, uint32_t payload_len);
+/* Pauses or resumes lane li, keeping its queue's `ready` to the lanes that may dispatch. */
+void lq_queue_lane_pause(lq_core *c, uint32_t li, bool paused, uint64_t until_ms);
+/* Lifts time-limited pauses that are due; returns the next time one is due. */
+uint64_t lq_queue_unpause_due(lq_core *c, uint64_t now_ms);
 
 /* Moves the job's state and its lane's counters together; state 0 = leaving the core. */
 void lq_job_set_state(lq_core *c, uint32_t slot, uint8_t state);
