@@ -384,10 +384,11 @@ static void test_worker_table_bounded(void **state)
     cfg.max_sessions = 1;
     cfg.quarantine_losses = 1; /* every close with a lease quarantines: nobody is forgotten early */
     fx *f = fx_new_cfg(&cfg);
-    uint64_t id = enq(f, 0, "q", &(enq_opts){.max_attempts = 1000000});
     enum { N = 65536 + 1 + 3 };
     char name[32];
     for (uint32_t i = 0; i < N; i++) {
+        /* a fresh job each time: one job would be dead-lettered after LQ_MAX_ATTEMPTS_MAX losses */
+        uint64_t id = enq(f, i, "q", &(enq_opts){.max_attempts = 1});
         snprintf(name, sizeof name, "w%u", i);
         uint32_t s = worker(f, i, name, 0);
         assert_false(sess_info(f, i, s).suspect);
