@@ -182,7 +182,7 @@ install: all
 	install -m 755 $(LIBLEASEQ_SO) $(DESTDIR)$(PREFIX)/lib/libleaseq.so.1
 	ln -sf libleaseq.so.1 $(DESTDIR)$(PREFIX)/lib/libleaseq.so
 	install -m 644 client/leaseq.h $(DESTDIR)$(PREFIX)/include/
-	install -m 644 $(BUILD)/lib/pkgconfig/leaseq.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' client/leaseq.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/leaseq.pc
 
 clean:
 	rm -rf build build-asan
