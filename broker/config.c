@@ -27,6 +27,10 @@ void lq_config_usage(FILE *f)
           "  --result-retention MS   how long a finished job's result and state are kept for\n"
           "                          wait (default 600000; 0 = not kept)\n"
           "  --log-level debug|info|warn|error  (default info)\n"
+          "  --http-listen HOST:PORT  /metrics, /healthz, /readyz (default 127.0.0.1:7421,\n"
+          "                          skipped with a warning if busy; \"off\" = none)\n"
+          "  --auth FILE             tokens file: lines \"TOKEN ROLE\", role producer|worker|admin\n"
+          "  --insecure              allow a non-loopback --listen without --auth\n"
           "  --help                  this text\n",
           f);
 }
@@ -156,7 +160,7 @@ static lq_config_result add_lanes(lq_config *cfg, const char *val, char *err, si
 
 static const char *const value_flags[] = {"--listen", "--data-dir", "--sync", "--map-size", "--lanes",
                                           "--max-payload", "--max-connections", "--unix", "--log-level",
-                                          "--result-retention"};
+                                          "--result-retention", "--http-listen", "--auth"};
 
 lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *err, size_t err_cap)
 {
@@ -169,12 +173,17 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
     cfg->max_connections = 10000;
     cfg->log_level = LQ_LOG_INFO;
     cfg->result_retention_ms = 600000;
+    cfg->http_listen = "127.0.0.1:7421";
     err[0] = '\0';
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
             return LQ_CONFIG_HELP;
+        if (strcmp(arg, "--insecure") == 0) {
+            cfg->insecure = true;
+            continue;
+        }
         /* --flag=value and --flag value are both accepted. */
         const char *flag = NULL, *val = NULL;
         size_t flen = strcspn(arg, "=");
@@ -252,6 +261,20 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
                 snprintf(err, err_cap, "--result-retention: expected 0..%u ms, got \"%s\"", RETENTION_MAX_MS, val);
                 return LQ_CONFIG_ERROR;
             }
+        } else if (strcmp(flag, "--http-listen") == 0) {
+            bool off = strcmp(val, "off") == 0;
+            if (!off && (*val == '\0' || strrchr(val, ':') == NULL)) {
+                snprintf(err, err_cap, "--http-listen: expected HOST:PORT or off, got \"%s\"", val);
+                return LQ_CONFIG_ERROR;
+            }
+            cfg->http_listen = off ? NULL : val;
+            cfg->http_listen_set = !off;
+        } else if (strcmp(flag, "--auth") == 0) {
+            if (*val == '\0') {
+                snprintf(err, err_cap, "--auth: empty path");
+                return LQ_CONFIG_ERROR;
+            }
+            cfg->auth_path = val;
         } else if (strcmp(flag, "--lanes") == 0) {
             if (add_lanes(cfg, val, err, err_cap) != LQ_CONFIG_RUN)
                 return LQ_CONFIG_ERROR;

@@ -31,6 +31,11 @@ typedef struct {
     uint32_t result_retention_ms; /* how long a finished job's outcome is kept for Wait; 0 = not kept */
     lq_queue_flag *queues;     /* owner: lq_config_free */
     uint32_t n_queues;
+    /* operations (issue 5) */
+    const char *http_listen;   /* HOST:PORT of /metrics, /healthz, /readyz; NULL = off */
+    bool http_listen_set;      /* given on the command line: failing to bind it is fatal */
+    const char *auth_path;     /* tokens file ("TOKEN ROLE" lines); NULL = no auth */
+    bool insecure;             /* allow a non-loopback --listen without --auth */
 } lq_config;
 
 typedef enum {

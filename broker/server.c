@@ -27,9 +27,11 @@ uint64_t srv_now(const lq_server *s)
 
 static void on_open(void *ctx, lq_conn_id id, void *user)
 {
-    (void)ctx;
+    lq_server *s = ctx;
     srv_conn *sc = user;
     sc->id = id;
+    sc->proto = (uint8_t)lq_loop_conn_tag(s->loop, id);
+    s->metrics.conns_accepted++;
 }
 
 static size_t on_data(void *ctx, lq_conn_id id, void *user, const uint8_t *data, size_t len, size_t *need)
@@ -39,6 +41,8 @@ static size_t on_data(void *ctx, lq_conn_id id, void *user, const uint8_t *data,
     (void)id;
     size_t off = 0;
     *need = 0;
+    if (sc->proto == SRV_PROTO_HTTP)
+        return srv_http_data(s, sc, data, len);
     for (;;) {
         lq_frame f;
         size_t consumed = 0, nd = 0;
@@ -181,6 +185,8 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
     s->cfg = cfg;
     s->signal_fd = signal_fd;
     lq_clock_init(&s->clock);
+    s->start_ms = srv_now(s);
+    lq_metrics_init(&s->metrics);
     lq_events_init(&s->ev);
     s->last_durable = true;
     lq_err e = LQ_E_NOMEM;
@@ -194,6 +200,11 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
     if (cc.max_sessions < cfg->max_connections)
         cc.max_sessions = cfg->max_connections;
     e = lq_core_create(&cc, &s->core);
+    if (e == LQ_OK)
+        e = srv_ops_init(s);
+    if (e != LQ_OK)
+        goto fail;
+    e = srv_auth_init(s);
     if (e != LQ_OK)
         goto fail;
 
@@ -209,6 +220,9 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
     if (e != LQ_OK)
         goto fail;
     e = configure_queues(s);
+    if (e != LQ_OK)
+        goto fail;
+    e = srv_ops_load_config(s); /* operators' changes win over the --lanes weights */
     if (e != LQ_OK)
         goto fail;
     e = srv_batches_init(s);
@@ -242,6 +256,9 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
         if (e != LQ_OK)
             goto fail;
     }
+    e = srv_http_listen(s);
+    if (e != LQ_OK)
+        goto fail;
     e = lq_loop_add_reader(s->loop, lq_committer_eventfd(s->committer), sizeof(uint64_t), srv_on_commit_ready, s);
     if (e == LQ_OK && signal_fd >= 0)
         e = lq_loop_add_reader(s->loop, signal_fd, sizeof(struct signalfd_siginfo), on_signal, s);
@@ -278,6 +295,7 @@ static void log_aggregates(lq_server *s, uint64_t now)
 static void before_sleep(lq_server *s)
 {
     uint64_t now = srv_now(s);
+    srv_ops_tick(s, now);
     s->next_tick_ms = lq_core_tick(s->core, now, &s->ev);
     srv_apply_events(s, NULL);
     srv_maybe_submit(s);
@@ -291,7 +309,7 @@ static int wait_ms(const lq_server *s)
     uint64_t now = srv_now(s);
     uint64_t until = s->next_tick_ms;
     uint64_t cap = s->stopping ? 20 : SRV_HOUSEKEEPING_MS;
-    if (until <= now)
+    if (until <= now || srv_ops_busy(s))
         return 0;
     return (int)(until - now < cap ? until - now : cap);
 }
@@ -359,6 +377,9 @@ void lq_server_destroy(lq_server *s)
     srv_batches_free(s);
     srv_jobwaits_free(s);
     srv_admin_free(s);
+    srv_ops_free(s);
+    lq_auth_free(s->auth);
+    lq_map_free(&s->lease_at);
     lq_events_free(&s->ev);
     if (s->arena.chunk != NULL)
         lq_arena_free(&s->arena);

@@ -316,12 +316,15 @@ void srv_apply_events(lq_server *s, srv_put_ctx *put)
             last_stored = e.job_id;
             break;
         case LQ_EV_JOB_DELETE:
+            if (e.u.del.final_state == LQ_STATE_DONE)
+                srv_metric_lease_end(s, e.job_id, true);
             err = finish_job(s, b, &e);
             if (err != LQ_OK)
                 b->failed = true;
             last_stored = e.job_id;
             break;
         case LQ_EV_LEASE:
+            srv_metric_lease(s, &e.u.lease.lease);
             srv_waiter_add_lease(s, e.u.lease.waiter, &e.u.lease.lease);
             break;
         case LQ_EV_WAITER_DONE:
@@ -330,9 +333,13 @@ void srv_apply_events(lq_server *s, srv_put_ctx *put)
         case LQ_EV_REQUEUED:
             if (e.u.requeued.reason == LQ_REQUEUE_LEASE_EXPIRED)
                 s->requeued_expired++;
+            if (e.u.requeued.reason < sizeof s->metrics.requeues / sizeof s->metrics.requeues[0])
+                s->metrics.requeues[e.u.requeued.reason]++;
+            srv_metric_lease_end(s, e.job_id, e.u.requeued.reason == LQ_REQUEUE_NACK);
             break;
         case LQ_EV_DEAD:
             s->dead_lettered++;
+            srv_metric_lease_end(s, e.job_id, true);
             break;
         case LQ_EV_SESSION_STALLED: {
             char wid[LQ_NAME_MAX + 1], q[2 * LQ_NAME_MAX + 8];
@@ -431,6 +438,10 @@ static void complete(lq_server *s, srv_batch *b, lq_err err, bool puts_dropped)
             srv_wait_complete(s, d, ok, err);
             continue;
         }
+        if (d->kind == DEF_OPS) {
+            srv_ops_complete(s, d, ok, err);
+            continue;
+        }
         if (!ok) {
             srv_send_error(s, d->conn, d->request_id, err == LQ_E_STORAGE_FULL ? LQ_E_STORAGE_FULL : LQ_E_INTERNAL,
                            "the change could not be stored");
@@ -473,6 +484,7 @@ void srv_on_commit_ready(void *ctx, const void *data, int res)
     LQ_ASSERT(done == b->b);
     s->committing = false;
     s->commits++;
+    lq_hist_observe(&s->metrics.commit_seconds, (double)us / 1e6);
     /* Later reads must see what this batch wrote (new jobs become leasable below). */
     srv_read_end(s);
     if (err != LQ_OK || dropped) {

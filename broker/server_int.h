@@ -6,6 +6,10 @@
  *   server_reply.c  encoding responses into a connection's output (dequeue payloads included)
  *   server_wait.c   job waits (Wait): parked, deferred to a commit, answered from the store
  *   server_admin.c  Workers, ClearSuspect; the results sweep schedule
+ *   server_ops.c    operations: inspect, pause, drain, purge (incremental), dead letters, peek,
+ *                   cancel, queue config (persisted)
+ *   server_auth.c   hello tokens, roles, the non-loopback guard
+ *   server_http.c   /metrics, /healthz, /readyz on the HTTP listener; metric updates
  */
 #ifndef LQ_SERVER_INT_H
 #define LQ_SERVER_INT_H
@@ -14,10 +18,14 @@
 #include <stdint.h>
 
 #include "clock.h"
+#include "auth.h"
 #include "config.h"
 #include "core/core.h"
+#include "core/heap.h" /* LQ_NONE */
+#include "core/map.h"
 #include "core/lq_assert.h"
 #include "leaseq.pb-c.h"
+#include "metrics.h"
 #include "net/loop.h"
 #include "proto/arena.h"
 #include "proto/frame.h"
@@ -49,9 +57,14 @@ typedef struct {
     uint32_t waiters;     /* first parked waiter's index + 1; 0 = none */
     uint32_t jobwaits;    /* parked job waits */
     uint32_t jobwait_head; /* first parked job wait's index + 1; 0 = none */
+    uint8_t role;         /* lq_role from hello (ADMIN without a tokens file) */
+    uint8_t proto;        /* SRV_PROTO_*: from its listener's tag */
+    bool http_done;       /* HTTP: answered, closing */
 } srv_conn;
 
-enum { DEF_ENQUEUE = 1, DEF_ACK, DEF_NACK, DEF_WAIT };
+enum { SRV_PROTO_NATIVE = 0, SRV_PROTO_HTTP = 1 }; /* listener tags */
+
+enum { DEF_ENQUEUE = 1, DEF_ACK, DEF_NACK, DEF_WAIT, DEF_OPS };
 
 /* A reply that is sent once its batch has committed. */
 typedef struct {
@@ -173,6 +186,15 @@ struct lq_server {
     uint64_t requeued_expired, dead_lettered, last_agg_log_ms;
     uint64_t commits, commit_failures, commit_fail_logged_ms;
     uint64_t pending_bytes;     /* payload bytes of every deferred request, all connections */
+    /* operations (issue 5) */
+    lq_auth *auth;              /* owner: server; NULL = no tokens file: every connection is admin */
+    lq_metrics metrics;
+    struct srv_ops *ops;        /* owner: server (server_ops.c) */
+    lq_map lease_at;            /* owner: server; job id -> lease grant (ms since start_ms) */
+    uint64_t start_ms;
+    bool storage_high;          /* above the high storage watermark (set by the watermark code):
+                                 * /readyz answers 503 */
+    uint64_t denied_logged_ms, denied_unlogged;
 };
 
 uint64_t srv_now(const lq_server *s);
@@ -229,6 +251,38 @@ void srv_results_note(lq_server *s, uint64_t expires_ms);
 bool srv_results_sweep(lq_server *s, lq_batch *b, uint64_t now, bool idle);
 void srv_admin_free(lq_server *s);
 lq_err srv_results_restore(lq_server *s); /* start-up: idempotency keys of stored results */
+
+/* server_ops.c */
+lq_err srv_ops_init(lq_server *s);
+void srv_ops_free(lq_server *s);
+bool srv_is_ops_request(int body_case);
+bool srv_req_ops(lq_server *s, srv_conn *sc, const Leaseq__Request *req);
+/* Before sleep: a purge step, drain-done checks, rates. */
+void srv_ops_tick(lq_server *s, uint64_t now);
+bool srv_ops_busy(const lq_server *s); /* work left that should not wait for the next event */
+void srv_ops_complete(lq_server *s, const srv_deferred *d, bool ok, lq_err err);
+lq_err srv_ops_load_config(lq_server *s); /* start-up, after recovery: persisted settings */
+/* Every lane of `queue` (empty: all) with its queue's options, valid until the next call
+ * (Inspect, ConfigGet, /metrics). */
+lq_err srv_ops_collect(lq_server *s, lq_str queue, const lq_lane_info **lanes, const lq_queue_opts **qopts,
+                       uint32_t *n);
+/* The queue's default lease and delivery limit (0: the broker's). */
+uint32_t srv_queue_lease_ms(lq_server *s, const char *queue);
+uint32_t srv_queue_max_attempts(lq_server *s, const char *queue);
+
+/* server_auth.c */
+lq_err srv_auth_init(lq_server *s); /* loads --auth, refuses a non-loopback --listen without it */
+/* Hello's token -> sc->role; false: refused (error sent, connection closing). */
+bool srv_auth_hello(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__Hello *h);
+/* The connection's role may make this request; otherwise PERMISSION_DENIED is sent and logged. */
+bool srv_auth_allows(lq_server *s, srv_conn *sc, uint64_t rid, int body_case);
+
+/* server_http.c */
+lq_err srv_http_listen(lq_server *s);
+size_t srv_http_data(lq_server *s, srv_conn *sc, const uint8_t *data, size_t len);
+bool srv_storage_high(lq_server *s);
+void srv_metric_lease(lq_server *s, const lq_lease *l);          /* a lease was granted */
+void srv_metric_lease_end(lq_server *s, uint64_t job_id, bool observe); /* ... ended */
 
 /* server_reply.c */
 /* Packs r (+ payload) as one frame into the connection's output. false if it was dropped. */

@@ -23,6 +23,8 @@ static bool req_hello(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__He
         srv_fail_conn(s, sc, rid, LQ_E_PROTOCOL_ERROR, "unsupported protocol_version (this broker speaks 1)");
         return false;
     }
+    if (!srv_auth_hello(s, sc, rid, h))
+        return false;
     lq_session_opts o = {
         .worker_id = lq_str_c(h->worker_id),
         .heartbeat_ms = h->heartbeat_ms,
@@ -42,11 +44,10 @@ static bool req_hello(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__He
     }
     sc->session = session;
     sc->hello_done = true;
-    /* Auth is a later issue: every token is accepted as ADMIN. */
     Leaseq__HelloReply hr = LEASEQ__HELLO_REPLY__INIT;
     hr.protocol_version = 1;
     hr.server_name = (char *)SERVER_NAME;
-    hr.role = LEASEQ__ROLE__ADMIN;
+    hr.role = (Leaseq__Role)sc->role;
     hr.session_id = session;
     uint64_t hb = (uint64_t)h->heartbeat_ms * 3;
     hr.heartbeat_timeout_ms = hb > UINT32_MAX ? UINT32_MAX : (uint32_t)hb;
@@ -121,7 +122,7 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
             .priority = it->priority,
             .delay_ms = it->delay_ms,
             .deadline_ms = it->deadline_ms,
-            .max_attempts = it->max_attempts,
+            .max_attempts = it->max_attempts ? it->max_attempts : srv_queue_max_attempts(s, it->queue),
             .payload_len = it->payload_len,
         };
         srv_put_ctx put = {.payload = payload, .payload_len = it->payload_len};
@@ -217,7 +218,7 @@ static bool req_dequeue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
         .n_queues = (uint32_t)q->n_queues,
         .max_jobs = max_jobs,
         .wait_ms = wait_ms,
-        .lease_ms = q->lease_ms,
+        .lease_ms = q->lease_ms ? q->lease_ms : srv_queue_lease_ms(s, q->queues[0]),
         .session = sc->session,
         .waiter = handle,
     };
@@ -240,6 +241,8 @@ static bool req_dequeue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
     }
     srv_waiter_free(s, handle);
     srv_apply_events(s, NULL);
+    for (uint32_t i = 0; i < n; i++)
+        srv_metric_lease(s, &s->lease_buf[i]);
     srv_reply_dequeue(s, sc->id, rid, s->lease_buf, n);
     srv_apply_events(s, NULL);
     return true;
@@ -284,6 +287,7 @@ static bool req_nack(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__Nac
         srv_send_error(s, sc->id, rid, e, NULL);
         return true;
     }
+    s->metrics.nacked++;
     srv_deferred *d = srv_defer(s, sc, rid, DEF_NACK, 0);
     if (d == NULL)
         srv_send_error(s, sc->id, rid, LQ_E_INTERNAL, "out of memory");
@@ -408,6 +412,8 @@ bool srv_handle_frame(lq_server *s, srv_conn *sc, const lq_frame *f)
         srv_fail_conn(s, sc, rid, LQ_E_PROTOCOL_ERROR, "the first request must be hello");
         return false;
     }
+    if (sc->hello_done && !srv_auth_allows(s, sc, rid, req->body_case))
+        return true;
     /* Only enqueue (items) and ack (result) carry payload bytes. */
     if (f->payload_len != 0 && req->body_case != LEASEQ__REQUEST__BODY_ENQUEUE &&
         req->body_case != LEASEQ__REQUEST__BODY_ACK) {
@@ -447,6 +453,8 @@ bool srv_handle_frame(lq_server *s, srv_conn *sc, const lq_frame *f)
     case LEASEQ__REQUEST__BODY_CLEAR_SUSPECT:
         return srv_req_clear_suspect(s, sc, rid, req->clear_suspect);
     default:
+        if (srv_is_ops_request(req->body_case))
+            return srv_req_ops(s, sc, req);
         srv_fail_conn(s, sc, rid, LQ_E_PROTOCOL_ERROR, "unknown request");
         return false;
     }

@@ -82,6 +82,7 @@ void lq_job_finish(lq_core *c, uint64_t now_ms, uint32_t slot, uint8_t final_sta
     lq_ev *d = lq_ev_add(ev, LQ_EV_JOB_DELETE, j->id);
     d->u.del.final_state = final_state;
     lq_jobwait_wake(c, slot, final_state, ev);
+    lq_admin_count_end(&lq_job_lane(c, j)->adm, final_state);
     if (j->flags & LQ_JOB_F_IDEM) {
         lq_idem_finish(c, now_ms, j->id);
         j->flags &= (uint8_t)~LQ_JOB_F_IDEM;
@@ -230,6 +231,8 @@ lq_err lq_core_enqueue_ex(lq_core *c, uint64_t now_ms, const lq_enqueue_req *req
     }
     uint32_t qi, li, ti;
     lq_err e = lq_queue_get(c, req->queue, true, &qi);
+    if (e == LQ_OK && c->queues[qi].adm.draining)
+        e = LQ_E_DRAINING; /* admin.c */
     if (e == LQ_OK)
         e = lq_queue_lane(c, qi, req->lane, LQ_LANE_AUTO, &li);
     if (e == LQ_OK && req->max_attempts > LQ_MAX_ATTEMPTS_MAX)

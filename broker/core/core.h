@@ -385,4 +385,86 @@ lq_err lq_core_lane_set(lq_core *core, uint64_t now_ms, lq_str queue, lq_str lan
 /* Debug builds and tests: walks every structure and asserts its invariants (O(n)). */
 void lq_core_check(const lq_core *core);
 
+/* ==== operations (issue 5): inspection, drain, purge, dead letters, cancel =================
+ * Admin calls. They are rare next to enqueue/dequeue, so scans over the job table are allowed
+ * where noted, but every one is bounded per call so the caller's loop keeps answering others. */
+
+typedef struct {
+    uint64_t enqueued, leased, acked, expired, purged, dead_lettered, cancelled;
+} lq_lane_totals;
+
+typedef struct {
+    lq_lane_stats stats;          /* queue, lane, weight and counts */
+    lq_lane_settings settings;
+    lq_lane_totals totals;        /* since the core was created */
+    uint64_t oldest_ready_ms;     /* enqueued_ms of the oldest job at the head of one of its
+                                   * tenants (exact when priorities are equal); 0: none ready */
+    double enqueue_rate, ack_rate; /* per second, refreshed by lq_core_admin_tick */
+} lq_lane_info;
+
+typedef struct {
+    bool draining;
+    uint32_t lease_ms;            /* the queue's default lease (0: the core's) */
+    uint32_t max_attempts;        /* the queue's default delivery limit (0: the core's) */
+} lq_queue_opts;
+
+typedef void (*lq_lane_info_fn)(void *ctx, const lq_lane_info *info, const lq_queue_opts *q);
+
+/* Calls fn once per lane of `queue` (len 0: every queue, in creation order); NOT_FOUND for a
+ * named queue that does not exist. */
+lq_err lq_core_inspect(const lq_core *core, lq_str queue, lq_lane_info_fn fn, void *ctx);
+
+/* Refreshes the rates of lq_lane_info; call about once a second. O(lanes). */
+void lq_core_admin_tick(lq_core *core, uint64_t now_ms);
+
+/* NOT_FOUND for an unknown queue. */
+lq_err lq_core_queue_opts_get(const lq_core *core, lq_str queue, lq_queue_opts *out);
+/* Creates the queue if needed. A draining queue refuses enqueues with LQ_E_DRAINING (a matching
+ * idempotency key still answers with its job); dispatch goes on. */
+lq_err lq_core_queue_opts_set(lq_core *core, lq_str queue, const lq_queue_opts *opts);
+
+/* Calls fn for each draining queue that holds no ready, delayed, pending or leased job and has
+ * not been reported since it last held one (once per drain). O(lanes). */
+typedef void (*lq_drained_fn)(void *ctx, lq_str queue);
+void lq_core_drained(lq_core *core, lq_drained_fn fn, void *ctx);
+
+/* Jobs of a queue still to finish: ready + delayed + pending + leased (dead ones excluded). */
+lq_err lq_core_queue_remaining(const lq_core *core, lq_str queue, uint64_t *remaining);
+
+typedef struct {
+    lq_str queue;
+    lq_str lane;            /* empty: every lane */
+    uint64_t enqueued_before_ms; /* only jobs enqueued before this (0: no age limit) */
+    bool dead;              /* purge the dead-letter set instead of the queued jobs */
+    uint64_t seq_below;     /* set by lq_core_purge_begin: jobs that arrive later are spared */
+    uint32_t cursor;        /* set by lq_core_purge_begin: the next job slot to look at */
+} lq_purge;
+
+/* Validates p (NOT_FOUND for an unknown queue or lane) and sets its cursor. */
+lq_err lq_core_purge_begin(lq_core *core, lq_purge *p);
+/* Purges up to max matching jobs (READY and DELAYED, or DEAD with p->dead; leased and pending
+ * jobs are left alone), looking at no more than 16 * max job slots: each ends PURGED through
+ * the usual end of a job (JOB_DELETE, then its waits, its idempotency key). *purged counts
+ * them; returns true when the purge is complete. */
+bool lq_core_purge_step(lq_core *core, uint64_t now_ms, lq_purge *p, uint32_t max, uint64_t *purged,
+                        lq_events *ev);
+
+/* Dead jobs of a queue with id > after_id, in id order, up to max ids into out; *total is the
+ * number of dead jobs of the queue. O(job slots). */
+lq_err lq_core_dead_list(const lq_core *core, lq_str queue, uint64_t after_id, uint64_t *out, uint32_t max,
+                         uint32_t *n, uint64_t *total);
+
+/* Dead job(s) back to READY at their old place in line (seq kept), attempts reset to 0:
+ * JOB_UPDATE each. job_id 0: up to max dead jobs of the queue. NOT_FOUND: unknown queue, or
+ * the job is not a dead job of that queue. */
+lq_err lq_core_redrive(lq_core *core, uint64_t now_ms, lq_str queue, uint64_t job_id, uint32_t max,
+                       uint64_t *redriven, lq_events *ev);
+
+/* Ends a READY, DELAYED or DEAD job as CANCELLED (JOB_DELETE, waits answered). NOT_FOUND: the
+ * core does not hold it; INVALID_ARGUMENT: it is LEASED (its worker decides) or PENDING. */
+lq_err lq_core_cancel(lq_core *core, uint64_t now_ms, uint64_t job_id, lq_events *ev);
+
+/* The job's attempts as the core counts them (stored records lag behind leases). */
+lq_err lq_core_job_attempts(const lq_core *core, uint64_t job_id, uint32_t *attempts);
+
 #endif

@@ -180,6 +180,7 @@ void lq_job_set_state(lq_core *c, uint32_t slot, uint8_t state)
     }
     if (to)
         (*to)++;
+    lq_admin_count(&l->adm, j->state, state);
     bool was_queued = j->state == LQ_STATE_READY || j->state == LQ_STATE_DELAYED || j->state == LQ_STATE_PENDING;
     bool is_queued = state == LQ_STATE_READY || state == LQ_STATE_DELAYED || state == LQ_STATE_PENDING;
     if (was_queued != is_queued) {

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "admin.h"
 #include "core.h"
 #include "heap.h"
 
@@ -25,6 +26,7 @@ typedef struct {
     uint64_t max_queued, max_queued_bytes, max_wait_ms; /* lq_lane_settings */
     uint64_t paused_until_ms;
     bool sheddable, paused;    /* a paused lane's ready jobs are not in its queue's `ready` */
+    lq_lane_admin adm;         /* operations: totals and rates (admin.h) */
 } lq_lane;
 
 typedef struct {
@@ -43,6 +45,7 @@ typedef struct {
     uint32_t wait_head, wait_tail, n_waiters; /* FIFO of parked dequeue nodes (waiters.h) */
     bool configured;
     bool dirty;         /* in core->dirty: got ready jobs while it has waiters */
+    lq_queue_admin adm; /* operations: drain, queue defaults (admin.h) */
 } lq_queue;
 
 typedef enum {

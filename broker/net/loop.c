@@ -95,6 +95,7 @@ static void on_accept(lq_loop *l, uint32_t li, const struct io_uring_cqe *cqe)
     c->state = C_OPEN;
     c->in = in;
     c->in_cap = IN_INIT_BYTES;
+    c->tag = ls->tag;
     l->conns[slot] = c;
     l->n_conns++;
     l->h.on_open(l->ctx, lqn_conn_id(c), c->user);
@@ -282,6 +283,21 @@ lq_err lq_loop_listen_tcp(lq_loop *l, const char *host_port, char *bound, size_t
     int fd = -1;
     lq_err e = lq_sock_listen_tcp(host_port, &fd, bound, bound_cap);
     return e != LQ_OK ? e : add_listener(l, fd, NULL);
+}
+
+lq_err lq_loop_listen_tcp_tag(lq_loop *l, const char *host_port, uint32_t tag, char *bound, size_t bound_cap)
+{
+    uint32_t i = l->n_listeners;
+    lq_err e = lq_loop_listen_tcp(l, host_port, bound, bound_cap);
+    if (e == LQ_OK)
+        l->listeners[i].tag = tag;
+    return e;
+}
+
+uint32_t lq_loop_conn_tag(lq_loop *l, lq_conn_id id)
+{
+    struct conn *c = lqn_conn_get(l, id);
+    return c != NULL ? c->tag : 0;
 }
 
 lq_err lq_loop_listen_unix(lq_loop *l, const char *path)

@@ -58,6 +58,10 @@ const char *lq_loop_setup_flags(const lq_loop *l);
 lq_err lq_loop_listen_tcp(lq_loop *l, const char *host_port, char *bound, size_t bound_cap);
 /* Removes a stale socket file at path first; the file is removed again at destroy. */
 lq_err lq_loop_listen_unix(lq_loop *l, const char *path);
+/* Like lq_loop_listen_tcp; its connections carry `tag` (lq_loop_conn_tag), so one handler can
+ * serve several protocols. Plain listeners have tag 0. */
+lq_err lq_loop_listen_tcp_tag(lq_loop *l, const char *host_port, uint32_t tag, char *bound, size_t bound_cap);
+uint32_t lq_loop_conn_tag(lq_loop *l, lq_conn_id id); /* 0 for a stale id */
 /* Closes the listeners; already accepted connections stay. */
 void lq_loop_stop_listening(lq_loop *l);
 

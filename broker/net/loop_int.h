@@ -15,7 +15,7 @@
 #define OUT_SHRINK_BYTES (1u << 20)
 #define SQ_ENTRIES 4096u
 #define CQ_ENTRIES_MAX 65536u
-#define LISTENERS_MAX 2
+#define LISTENERS_MAX 4 /* native TCP, Unix, HTTP, one more protocol */
 #define READERS_MAX 4
 #define READER_RECORD_MAX 128
 #define CQE_BATCH 256
@@ -47,6 +47,7 @@ struct conn {
     uint8_t state;
     bool recv_armed, send_armed, paused, dirty, notify_pending, close_flush;
     uint32_t inflight; /* ops submitted and not completed: the slot is reused only at 0 */
+    uint32_t tag;      /* its listener's tag */
     uint8_t *in;       /* owner: the connection */
     size_t in_len, in_cap;
     struct obuf pend;  /* appended by the handler */
@@ -58,6 +59,7 @@ struct conn {
 
 struct listener {
     int fd;
+    uint32_t tag;      /* given to its connections (lq_loop_conn_tag) */
     bool armed, is_unix;
     char path[108];
 };

@@ -316,3 +316,21 @@ bool lq_batch_counters(const lq_batch *b, uint64_t *next_id, uint64_t *next_seq)
     *next_seq = b->next_seq;
     return b->has_counters;
 }
+
+void *lq_batch_copy(lq_batch *b, const void *p, size_t n)
+{
+    uint8_t *d = arena_alloc(b, n > 0 ? n : 1);
+    if (d != NULL && n > 0)
+        memcpy(d, p, n);
+    return d;
+}
+
+lq_batch_op *lq_batch_append_op(lq_batch *b)
+{
+    if (b->n >= LQ_BATCH_OPS_MAX)
+        return NULL;
+    lq_batch_op *op = push_op(b);
+    if (op != NULL)
+        b->n++;
+    return op;
+}

@@ -24,6 +24,7 @@ typedef enum {
     LQ_BOP_DELETE = 3,
     LQ_BOP_FINISH = 4,
     LQ_BOP_SWEEP = 5,
+    LQ_BOP_CONFIG = 6,     /* config_rec.c: a = key, b = encoded settings record */
 } lq_batch_op_kind;
 
 typedef struct {
@@ -48,5 +49,10 @@ uint32_t lq_batch_puts(const lq_batch *b);
 /* FINISH operations that carry result bytes: what a second map-full retry can drop. */
 uint32_t lq_batch_results(const lq_batch *b);
 bool lq_batch_counters(const lq_batch *b, uint64_t *next_id, uint64_t *next_seq);
+
+/* For op kinds built outside batch.c (config_rec.c): a copy of p[0..n) in the batch's arena
+ * (NULL on OOM), and a zeroed op appended to the log (NULL when full or OOM). */
+void *lq_batch_copy(lq_batch *b, const void *p, size_t n);
+lq_batch_op *lq_batch_append_op(lq_batch *b);
 
 #endif

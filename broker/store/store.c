@@ -121,7 +121,8 @@ static lq_err open_dbs(lq_store *st)
         (rc = mdb_dbi_open(txn, "payloads", MDB_CREATE, &st->payloads)) != 0 ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta)) != 0 ||
         (rc = mdb_dbi_open(txn, "results", MDB_CREATE, &st->results)) != 0 ||
-        (rc = mdb_dbi_open(txn, "result_expiry", MDB_CREATE, &st->result_expiry)) != 0)
+        (rc = mdb_dbi_open(txn, "result_expiry", MDB_CREATE, &st->result_expiry)) != 0 ||
+        (rc = mdb_dbi_open(txn, "config", MDB_CREATE, &st->config)) != 0)
         goto fail;
 
     MDB_val k = {sizeof(K_VERSION) - 1, (void *)K_VERSION}, v;
@@ -455,6 +456,10 @@ static int apply(lq_store *st, const lq_batch *b, bool with_puts, bool with_resu
             if (rc != 0 && rc != MDB_NOTFOUND)
                 goto fail;
             break;
+        case LQ_BOP_CONFIG:
+            if ((rc = lq_store_apply_config_op(st, txn, op, what)) != 0)
+                goto fail;
+            break;
         case LQ_BOP_FINISH:
         case LQ_BOP_SWEEP:
             if ((rc = lq_store_apply_result_op(st, txn, op, with_results, what)) != 0)
@@ -597,7 +602,7 @@ lq_err lq_store_usage(lq_store *st, uint64_t *used_bytes, uint64_t *map_bytes)
     if (own && lq_store_read_begin(st) != LQ_OK)
         return LQ_E_IO;
     const MDB_dbi dbis[] = {0 /* free list */, 1 /* main: names of the databases */, st->jobs,
-                            st->payloads, st->meta, st->results, st->result_expiry};
+                            st->payloads, st->meta, st->results, st->result_expiry, st->config};
     uint64_t pages = META_NUM_PAGES, psize = 0;
     lq_err err = LQ_OK;
     for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {

@@ -138,4 +138,24 @@ lq_err lq_store_get_result(lq_store *st, uint64_t id, uint64_t now_ms, lq_result
 typedef lq_err (*lq_store_result_fn)(void *ctx, const lq_result_view *r);
 lq_err lq_store_load_results(lq_store *st, uint64_t now_ms, lq_store_result_fn fn, void *ctx);
 
+/* ---- queue configuration (issue 5) -------------------------------------------------------
+ * Database "config": key QUEUE "\0" LANE (LANE empty: the queue's own record) -> a versioned,
+ * checksummed settings record. Written through batches like every other change; loaded at
+ * start and applied to the core (lq_core_lane_set, lq_core_queue_opts_set). */
+
+typedef struct {
+    lq_str queue;
+    lq_str lane;                /* len 0: the queue's own record (queue_opts) */
+    lq_lane_settings lane_set;  /* lane records */
+    lq_queue_opts queue_opts;   /* queue records */
+} lq_config_rec;
+
+/* Copies r into the batch; INVALID_ARGUMENT for names over LQ_NAME_MAX. */
+lq_err lq_batch_put_config(lq_batch *b, const lq_config_rec *r);
+
+/* Calls fn for every stored config record (strings valid only during the call); a record
+ * failing its checks stops the walk with LQ_E_CORRUPT. */
+typedef lq_err (*lq_store_config_fn)(void *ctx, const lq_config_rec *r);
+lq_err lq_store_load_config(lq_store *st, lq_store_config_fn fn, void *ctx);
+
 #endif

@@ -17,6 +17,7 @@
 struct lq_store {
     MDB_env *env;          /* owner: store */
     MDB_dbi jobs, payloads, meta, results, result_expiry;
+    MDB_dbi config;        /* config_rec.c */
     lq_sync_mode sync;
     uint32_t periodic_ms;
     int lock_fd;           /* owner: store; flock keeps a second broker off this directory */
@@ -37,6 +38,9 @@ int lq_store_scratch(lq_store *st, size_t n);
  * 0, an LMDB/errno code or APPLY_CORRUPT; *what names the failing step. */
 int lq_store_apply_result_op(lq_store *st, MDB_txn *txn, const lq_batch_op *op, bool with_results,
                              const char **what);
+
+/* config_rec.c: applies one LQ_BOP_CONFIG operation inside the commit. */
+int lq_store_apply_config_op(lq_store *st, MDB_txn *txn, const lq_batch_op *op, const char **what);
 
 static inline void lq_key_be(uint8_t *k, uint64_t id)
 {
