@@ -363,6 +363,105 @@ void leaseq_workers_free(leaseq_worker_info *w);
 /* Lifts the quarantine of a worker id; NOT_FOUND when the broker does not know the id. */
 leaseq_err leaseq_clear_suspect(leaseq *c, const char *worker_id, int timeout_ms);
 
+/* ---- Operations (added for issue 5; additive). Every call needs the admin role. ----
+ * Results are owned by the caller and freed with the matching *_free function. */
+
+typedef struct {
+    char *name;
+    uint32_t weight;
+    uint64_t ready, leased, delayed, dead, pending;
+    bool paused, sheddable;
+    uint64_t paused_for_ms;          /* timed pause: until it lifts (0: until resumed) */
+    uint64_t max_queued, max_queued_bytes, max_wait_ms; /* 0 = no limit */
+    uint64_t oldest_ready_age_ms;    /* oldest job at the head of the lane; 0: none ready */
+    uint64_t enqueued_total, leased_total, acked_total, expired_total, purged_total,
+             dead_lettered_total, cancelled_total; /* since the broker started */
+    double enqueue_rate, ack_rate;   /* jobs per second over the last ~10 s */
+} leaseq_lane_info;
+
+typedef struct {
+    char *name;
+    bool draining;
+    uint32_t lease_ms, max_attempts; /* queue defaults; 0 = the broker's */
+    leaseq_lane_info *lanes;
+    size_t n_lanes;
+} leaseq_queue_info;
+
+typedef struct {
+    leaseq_queue_info *queues;
+    size_t n_queues;
+} leaseq_inspect_result;
+
+/* Every lane of queue (NULL or "": every queue). NOT_FOUND for an unknown queue. */
+leaseq_err leaseq_inspect(leaseq *c, const char *queue, leaseq_inspect_result **out, int timeout_ms);
+void leaseq_inspect_free(leaseq_inspect_result *r);
+
+/* Pauses (resume = false) or resumes one lane, or every lane of the queue (lane NULL or "").
+ * for_ms > 0: the pause lifts by itself after that long. Resuming a whole queue also ends its
+ * drain. Persisted. *lanes (may be NULL): lanes changed. */
+leaseq_err leaseq_pause(leaseq *c, const char *queue, const char *lane, bool resume, uint64_t for_ms,
+                        uint32_t *lanes, int timeout_ms);
+
+/* Starts (stop = false) or ends a drain: new enqueues get DRAINING, dispatch goes on.
+ * *remaining (may be NULL): ready + delayed + pending + leased jobs at the time. */
+leaseq_err leaseq_drain(leaseq *c, const char *queue, bool stop, uint64_t *remaining, int timeout_ms);
+
+/* Purges the queue's ready and delayed jobs (or its dead-letter set with dead), of one lane or
+ * all (lane NULL or ""), only those enqueued at least older_than_ms ago (0: all). Returns when
+ * done; waiters of the purged jobs learn PURGED. */
+leaseq_err leaseq_purge(leaseq *c, const char *queue, const char *lane, uint64_t older_than_ms, bool dead,
+                        uint64_t *purged, int timeout_ms);
+
+typedef struct {
+    uint64_t job_id;
+    char *lane, *tenant, *last_error;
+    uint32_t attempts, payload_len;
+    uint64_t enqueued_at_ms;
+} leaseq_dead_job;
+
+/* Dead jobs of the queue in id order after after_id, up to limit (0: 100, at most 1000).
+ * *total: dead jobs of the queue. *out: an array of *n, free with leaseq_dead_jobs_free. */
+leaseq_err leaseq_dead_list(leaseq *c, const char *queue, uint64_t after_id, uint32_t limit,
+                            leaseq_dead_job **out, size_t *n, uint64_t *total, int timeout_ms);
+void leaseq_dead_jobs_free(leaseq_dead_job *jobs, size_t n);
+
+/* Dead job job_id (or, with 0, up to limit dead jobs; 0: 10000) back to ready, attempts reset. */
+leaseq_err leaseq_redrive(leaseq *c, const char *queue, uint64_t job_id, uint32_t limit, uint64_t *redriven,
+                          int timeout_ms);
+
+/* Ends a job that is not leased as CANCELLED. INVALID_ARGUMENT for a leased job. */
+leaseq_err leaseq_cancel(leaseq *c, uint64_t job_id, int timeout_ms);
+
+typedef struct {
+    uint64_t job_id;
+    leaseq_job_state state;
+    bool finished;                   /* from the results kept after the job ended */
+    char *queue, *lane, *tenant, *last_error, *idempotency_key;
+    int32_t priority;
+    uint32_t attempts, max_attempts, payload_len;
+    uint64_t enqueued_at_ms, deadline_ms, not_before_ms;
+    leaseq_header *headers;
+    size_t n_headers;
+    uint8_t *payload;                /* with_payload: payload_len bytes (else NULL) */
+} leaseq_job_info;
+
+leaseq_err leaseq_peek(leaseq *c, uint64_t job_id, bool with_payload, leaseq_job_info **out, int timeout_ms);
+void leaseq_job_info_free(leaseq_job_info *j);
+
+typedef struct {
+    char *lane;                      /* NULL for the queue's own settings */
+    leaseq_header *items;            /* key, value */
+    size_t n_items;
+} leaseq_config_group;
+
+/* groups[0]: the queue's settings; then one per lane. Free with leaseq_config_free. */
+leaseq_err leaseq_config_get(leaseq *c, const char *queue, leaseq_config_group **groups, size_t *n,
+                             int timeout_ms);
+void leaseq_config_free(leaseq_config_group *groups, size_t n);
+/* Applies key=value items to a lane (lane non-empty) or to the queue; persisted, no restart. */
+leaseq_err leaseq_config_set(leaseq *c, const char *queue, const char *lane, const leaseq_header *items,
+                             size_t n_items, int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

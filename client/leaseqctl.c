@@ -33,9 +33,18 @@ static const char GLOBAL_HELP[] =
     "  extend ID TOKEN --lease MS   move a lease's expiry\n"
     "  wait ID [--out PATH]      wait until a job ends, print its state\n"
     "  ping                      round trip to the broker\n"
-    "  stats [QUEUE]             counts per queue and lane\n"
+    "  queues                    one line per queue: state and counts\n"
+    "  stats [QUEUE]             per lane: counts, expired, oldest ready age, rates\n"
     "  workers                   worker sessions: leases, heartbeat age, ok/stalled/suspect\n"
     "  clear-suspect WORKER      lift a worker id's quarantine\n"
+    "  pause QUEUE [--lane L]    stop dispatching (a lane or the whole queue)\n"
+    "  resume QUEUE [--lane L]   dispatch again (the whole queue: also ends a drain)\n"
+    "  drain QUEUE [--wait]      refuse new enqueues, keep dispatching until empty\n"
+    "  purge QUEUE [--lane L] [--older-than DURATION]   delete queued jobs, print the count\n"
+    "  dlq list|peek|redrive|purge QUEUE   the dead-letter set\n"
+    "  peek ID                   a job's record, state and sizes\n"
+    "  cancel ID                 end a job that is not leased as cancelled\n"
+    "  config get|set QUEUE [--lane L] [KEY=VALUE...]   persisted queue settings\n"
     "\n"
     "'leaseqctl COMMAND --help' describes each command. Ids and lease tokens are unsigned\n"
     "64-bit numbers in decimal. Exit status: 0 ok, 1 the call failed, 2 usage error,\n"
@@ -48,6 +57,9 @@ static const struct {
     { "enqueue", cmd_enqueue }, { "lease", cmd_lease }, { "ack", cmd_ack },     { "nack", cmd_nack },
     { "extend", cmd_extend },   { "wait", cmd_wait },   { "ping", cmd_ping },   { "stats", cmd_stats },
     { "workers", cmd_workers }, { "clear-suspect", cmd_clear_suspect },
+    { "queues", cmd_queues },   { "pause", cmd_pause },   { "resume", cmd_resume }, { "drain", cmd_drain },
+    { "purge", cmd_purge },     { "peek", cmd_peek },     { "cancel", cmd_cancel }, { "dlq", cmd_dlq },
+    { "config", cmd_config },
 };
 
 int main(int argc, char **argv)

@@ -1,4 +1,4 @@
-/* leaseqctl ping, stats, workers, clear-suspect: looking at the broker. */
+/* leaseqctl ping, workers, clear-suspect: looking at the broker (stats: ops.c). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,14 +12,6 @@ static const char PING_HELP[] =
     "\n"
     "Connects, says hello and makes one round trip.\n"
     "Output: \"ok SERVER_NAME RTT_MS\". --json: {\"ok\":true,\"server\":S,\"role\":N,\"rtt_ms\":F}\n";
-
-static const char STATS_HELP[] =
-    "usage: leaseqctl stats [QUEUE]\n"
-    "\n"
-    "Job counts per queue and lane (all queues without QUEUE).\n"
-    "Output: a table with the columns QUEUE LANE WEIGHT READY LEASED DELAYED DEAD.\n"
-    "--json: {\"queues\":[{\"name\":S,\"lanes\":[{\"name\":S,\"weight\":N,\"ready\":N,\n"
-    "        \"leased\":N,\"delayed\":N,\"dead\":N}]}]}\n";
 
 static double now_ms_f(void)
 {
@@ -53,71 +45,6 @@ int cmd_ping(global_opts *g, int argc, char **argv)
     leaseq_close(c);
     return rc;
 }
-
-static json_t *stats_json(const leaseq_stats *s)
-{
-    json_t *queues = json_array();
-    for (size_t q = 0; q < s->n_queues && queues != NULL; q++) {
-        json_t *lanes = json_array();
-        for (size_t l = 0; l < s->queues[q].n_lanes && lanes != NULL; l++) {
-            const leaseq_lane_stats *ln = &s->queues[q].lanes[l];
-            json_array_append_new(lanes, json_pack("{s:s,s:I,s:I,s:I,s:I,s:I}", "name", ln->name, "weight",
-                                                   (json_int_t)ln->weight, "ready", (json_int_t)ln->ready,
-                                                   "leased", (json_int_t)ln->leased, "delayed",
-                                                   (json_int_t)ln->delayed, "dead", (json_int_t)ln->dead));
-        }
-        json_array_append_new(queues, json_pack("{s:s,s:o}", "name", s->queues[q].name, "lanes", lanes));
-    }
-    return json_pack("{s:o}", "queues", queues);
-}
-
-int cmd_stats(global_opts *g, int argc, char **argv)
-{
-    static const struct option lo[] = { GLOBAL_LONGOPTS, { NULL, 0, NULL, 0 } };
-    PARSE_OPTS_LOOP("stats", STATS_HELP, "", lo, )
-    if (argc - optind > 1)
-        return usage_error("stats", "takes at most one QUEUE");
-    const char *queue = optind < argc ? argv[optind] : NULL;
-    int rc;
-    leaseq *c = open_conn(g, &rc);
-    if (c == NULL)
-        return rc;
-    leaseq_stats *s = NULL;
-    leaseq_err e = leaseq_get_stats(c, queue, &s, g->timeout_ms);
-    if (e != LEASEQ_OK) {
-        rc = call_failed(c, e);
-    } else if (g->json) {
-        json_t *j = stats_json(s);
-        if (j == NULL) {
-            fprintf(stderr, "leaseqctl: out of memory building JSON\n");
-            rc = EXIT_FAIL;
-        } else {
-            print_json(j);
-        }
-    } else {
-        int wq = 5, wl = 4; /* widths of "QUEUE", "LANE" */
-        for (size_t q = 0; q < s->n_queues; q++) {
-            int n = (int)strlen(s->queues[q].name);
-            wq = n > wq ? n : wq;
-            for (size_t l = 0; l < s->queues[q].n_lanes; l++) {
-                n = (int)strlen(s->queues[q].lanes[l].name);
-                wl = n > wl ? n : wl;
-            }
-        }
-        printf("%-*s  %-*s  %6s  %10s  %10s  %10s  %10s\n", wq, "QUEUE", wl, "LANE", "WEIGHT", "READY", "LEASED",
-               "DELAYED", "DEAD");
-        for (size_t q = 0; q < s->n_queues; q++)
-            for (size_t l = 0; l < s->queues[q].n_lanes; l++) {
-                const leaseq_lane_stats *ln = &s->queues[q].lanes[l];
-                printf("%-*s  %-*s  %6u  %10" PRIu64 "  %10" PRIu64 "  %10" PRIu64 "  %10" PRIu64 "\n", wq,
-                       s->queues[q].name, wl, ln->name, ln->weight, ln->ready, ln->leased, ln->delayed, ln->dead);
-            }
-    }
-    leaseq_stats_free(s);
-    leaseq_close(c);
-    return rc;
-}
-
 
 static const char WORKERS_HELP[] =
     "usage: leaseqctl workers\n"

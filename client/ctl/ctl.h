@@ -90,5 +90,17 @@ int cmd_ping(global_opts *g, int argc, char **argv);
 int cmd_stats(global_opts *g, int argc, char **argv);
 int cmd_workers(global_opts *g, int argc, char **argv);
 int cmd_clear_suspect(global_opts *g, int argc, char **argv);
+/* operations (ops.c, dlq.c) */
+int cmd_queues(global_opts *g, int argc, char **argv);
+int cmd_pause(global_opts *g, int argc, char **argv);
+int cmd_resume(global_opts *g, int argc, char **argv);
+int cmd_drain(global_opts *g, int argc, char **argv);
+int cmd_purge(global_opts *g, int argc, char **argv);
+int cmd_peek(global_opts *g, int argc, char **argv);
+int cmd_cancel(global_opts *g, int argc, char **argv);
+int cmd_dlq(global_opts *g, int argc, char **argv);
+int cmd_config(global_opts *g, int argc, char **argv);
+/* "90s", "15m", "2h", "1d", "500ms"; a plain number is seconds. */
+bool parse_duration_ms(const char *s, uint64_t *out);
 
 #endif

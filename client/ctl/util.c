@@ -148,6 +148,7 @@ char *base64(const uint8_t *p, size_t n)
 
 leaseq *open_conn(const global_opts *g, int *rc)
 {
+    *rc = 0; /* callers return it on success */
     leaseq_opts o = { .client_name = "leaseqctl", .token = g->token, .connect_timeout_ms = (uint32_t)g->timeout_ms,
                       .keep_leases_on_close = true };
     leaseq *c = NULL;
