@@ -12,8 +12,8 @@
 #include "server_int.h"
 
 #define PURGES_MAX 64            /* purges in progress at once */
-#define PURGE_STEP_JOBS 1000     /* jobs purged per loop pass */
-#define PURGE_BATCH_ROOM 50000   /* purge only while the open batch holds fewer operations */
+#define PURGE_STEP_JOBS 256     /* jobs purged per loop pass */
+#define PURGE_BATCH_ROOM 8192   /* purge only while the open batch holds fewer operations */
 #define DEAD_LIST_DEFAULT 100
 #define DEAD_LIST_MAX 1000
 #define REDRIVE_DEFAULT 10000
