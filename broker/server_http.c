@@ -244,11 +244,21 @@ static void render_metrics(lq_server *s, tbuf *b)
 
 bool srv_storage_high(lq_server *s)
 {
-    if (s->storage_high)
-        return true;
     /* Until the watermark code sets storage_high, the map's fill level decides. */
     uint64_t used = 0, size = 0;
-    return lq_store_usage(s->store, &used, &size) == LQ_OK && size > 0 && used * 100 >= size * STORAGE_HIGH_PERCENT;
+    bool usage = lq_store_usage(s->store, &used, &size) == LQ_OK && size > 0;
+    bool high = s->storage_high || (usage && used * 100 >= size * STORAGE_HIGH_PERCENT);
+    if (high != s->storage_high_seen) {
+        /* one line per crossing, not one per probe */
+        s->storage_high_seen = high;
+        if (high)
+            LQ_LOGW("storage above the high watermark: not ready", "used_bytes=%llu map_bytes=%llu",
+                    (unsigned long long)used, (unsigned long long)size);
+        else
+            LQ_LOGI("storage below the high watermark again: ready", "used_bytes=%llu map_bytes=%llu",
+                    (unsigned long long)used, (unsigned long long)size);
+    }
+    return high;
 }
 
 /* ---- HTTP --------------------------------------------------------------------------------- */

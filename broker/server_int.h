@@ -194,6 +194,7 @@ struct lq_server {
     uint64_t start_ms;
     bool storage_high;          /* above the high storage watermark (set by the watermark code):
                                  * /readyz answers 503 */
+    bool storage_high_seen;     /* last result of srv_storage_high (its crossings are logged) */
     uint64_t denied_logged_ms, denied_unlogged;
 };
 

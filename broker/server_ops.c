@@ -40,7 +40,7 @@ struct srv_ops {
     lq_queue_opts *qopts;         /* owner: ops; the queue options of lanes[i] */
     uint32_t n_lanes, cap_lanes;
     uint64_t dead_ids[DEAD_LIST_MAX];
-    uint64_t last_drain_check_ms, last_rates_ms;
+    uint64_t last_drain_check_ms, last_rates_ms, last_storage_ms;
 };
 
 lq_err srv_ops_init(lq_server *s)
@@ -473,6 +473,10 @@ void srv_ops_tick(lq_server *s, uint64_t now)
     if (now - o->last_rates_ms >= RATES_MS) {
         o->last_rates_ms = now;
         lq_core_admin_tick(s->core, now);
+    }
+    if (now - o->last_storage_ms >= RATES_MS) {
+        o->last_storage_ms = now;
+        (void)srv_storage_high(s); /* logs a crossing even when nobody probes /readyz */
     }
 }
 

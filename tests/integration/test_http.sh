@@ -96,5 +96,8 @@ for _ in $(seq 50); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HTTP/readyz")" == 200 ] && break; sleep 0.1
 done
 eq "readyz back to 200 after the purge" "$(curl -s -o /dev/null -w '%{http_code}' "http://$HTTP/readyz")" 200
+for _ in $(seq 40); do grep -q 'storage below the high watermark again' "$TMP/leaseqd.log" && break; sleep 0.1; done
+grep -q 'msg="storage above the high watermark: not ready"' "$TMP/leaseqd.log" && log "ok: crossing logged" || fail "no log of the crossing"
+grep -q 'msg="storage below the high watermark again: ready"' "$TMP/leaseqd.log" && log "ok: recovery logged" || fail "no log of the way back"
 
 finish
