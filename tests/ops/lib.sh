@@ -52,16 +52,20 @@ start_broker() {
     log "broker did not start"; tail -20 "$TMP/leaseqd.log"; return 1
 }
 
+# SIGTERM; a clean stop exits 0 (under ASan a leak or a UB report would make it fail).
 stop_broker() {
     [ -n "$BROKER_PID" ] || return 0
     kill -TERM "$BROKER_PID"
     for _ in $(seq 200); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.05; done
     kill -9 "$BROKER_PID" 2>/dev/null
     wait "$BROKER_PID" 2>/dev/null
+    local rc=$?
     BROKER_PID=
+    [ $rc -eq 0 ] || fail "leaseqd exited with status $rc after SIGTERM"
 }
 
 finish() {
+    stop_broker
     if [ "$FAILS" -ne 0 ]; then
         log "$FAILS check(s) failed; broker log tail:"; tail -30 "$TMP/leaseqd.log"
         exit 1
