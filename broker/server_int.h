@@ -7,7 +7,8 @@
  *   server_wait.c   job waits (Wait): parked, deferred to a commit, answered from the store
  *   server_admin.c  Workers, ClearSuspect; the results sweep schedule
  *   server_ops.c    operations: inspect, pause, drain, purge (incremental), dead letters, peek,
- *                   cancel, queue config (persisted)
+ *                   cancel
+ *   server_config.c ConfigGet, ConfigSet, persisted queue settings (the "config" database)
  *   server_auth.c   hello tokens, roles, the non-loopback guard
  *   server_http.c   /metrics, /healthz, /readyz on the HTTP listener; metric updates
  */
@@ -254,6 +255,7 @@ void srv_admin_free(lq_server *s);
 lq_err srv_results_restore(lq_server *s); /* start-up: idempotency keys of stored results */
 
 /* server_ops.c */
+enum { OP_PAUSE = 1, OP_DRAIN, OP_PURGE, OP_REDRIVE, OP_CANCEL, OP_CONFIG_SET }; /* DEF_OPS replies */
 lq_err srv_ops_init(lq_server *s);
 void srv_ops_free(lq_server *s);
 bool srv_is_ops_request(int body_case);
@@ -262,7 +264,8 @@ bool srv_req_ops(lq_server *s, srv_conn *sc, const Leaseq__Request *req);
 void srv_ops_tick(lq_server *s, uint64_t now);
 bool srv_ops_busy(const lq_server *s); /* work left that should not wait for the next event */
 void srv_ops_complete(lq_server *s, const srv_deferred *d, bool ok, lq_err err);
-lq_err srv_ops_load_config(lq_server *s); /* start-up, after recovery: persisted settings */
+/* Answers after the commit of the open batch (DEF_OPS with op and value); true. */
+bool srv_ops_defer(lq_server *s, srv_conn *sc, uint64_t rid, uint8_t op, uint64_t value);
 /* Every lane of `queue` (empty: all) with its queue's options, valid until the next call
  * (Inspect, ConfigGet, /metrics). */
 lq_err srv_ops_collect(lq_server *s, lq_str queue, const lq_lane_info **lanes, const lq_queue_opts **qopts,
@@ -270,6 +273,14 @@ lq_err srv_ops_collect(lq_server *s, lq_str queue, const lq_lane_info **lanes, c
 /* The queue's default lease and delivery limit (0: the broker's). */
 uint32_t srv_queue_lease_ms(lq_server *s, const char *queue);
 uint32_t srv_queue_max_attempts(lq_server *s, const char *queue);
+
+/* server_config.c */
+lq_err srv_ops_load_config(lq_server *s); /* start-up, after recovery: persisted settings */
+/* The lane's (queue's) current settings into the open batch, for the "config" database. */
+lq_err srv_persist_lane(lq_server *s, lq_str queue, lq_str lane);
+lq_err srv_persist_queue(lq_server *s, lq_str queue);
+bool srv_req_config_get(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__ConfigGet *g);
+bool srv_req_config_set(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__ConfigSet *c);
 
 /* server_auth.c */
 lq_err srv_auth_init(lq_server *s); /* loads --auth, refuses a non-loopback --listen without it */
