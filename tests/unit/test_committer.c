@@ -1,56 +1,13 @@
 /* Unit tests of the committer thread, and the read snapshot it commits under.
  * LQ_STORE_BENCH=1 also prints commit throughput of full-sync batches (no assertion). */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#define STORE_FIXTURE_DIR "/tmp/lq-commit-XXXXXX"
+#include "store_fixture.h"
 
-#include <ftw.h>
 #include <poll.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "store/committer.h"
-#include "store/store.h"
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-typedef struct {
-    char dir[64];
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *fx = calloc(1, sizeof(*fx));
-    strcpy(fx->dir, "/tmp/lq-commit-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL)
-        return -1;
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *fx = *state;
-    nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(fx);
-    return 0;
-}
-
-static lq_store *open_store(const fixture *fx, uint64_t map, lq_sync_mode mode, uint32_t periodic_ms)
-{
-    lq_store_opts o = {.dir = fx->dir, .map_size_bytes = map, .sync = mode, .periodic_sync_ms = periodic_ms};
-    lq_store *st = NULL;
-    assert_int_equal(lq_store_open(&o, &st), LQ_OK);
-    return st;
-}
 
 static void put(lq_batch *b, uint64_t id, const void *payload, uint32_t len)
 {

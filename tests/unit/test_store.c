@@ -1,66 +1,12 @@
 /* Unit tests of the LMDB store: record codec, batches, commit, load, reads, map-full, usage. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#define STORE_FIXTURE_DIR "/tmp/lq-store-XXXXXX"
+#include "store_fixture.h"
 
-#include <ftw.h>
-#include <lmdb.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/batch.h"
 #include "store/record.h"
-#include "store/store.h"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-
-static lq_str S(const char *s) { return (lq_str){s, (uint32_t)strlen(s)}; }
-
-static bool str_is(lq_str a, const char *b)
-{
-    return a.len == strlen(b) && (a.len == 0 || memcmp(a.ptr, b, a.len) == 0);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-typedef struct {
-    char dir[64];
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *fx = calloc(1, sizeof(*fx));
-    strcpy(fx->dir, "/tmp/lq-store-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL)
-        return -1;
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *fx = *state;
-    nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(fx);
-    return 0;
-}
-
-static lq_store *open_store(const fixture *fx, uint64_t map, lq_sync_mode mode)
-{
-    lq_store_opts o = {.dir = fx->dir, .map_size_bytes = map, .sync = mode};
-    lq_store *st = NULL;
-    assert_int_equal(lq_store_open(&o, &st), LQ_OK);
-    assert_non_null(st);
-    return st;
-}
 
 static lq_job_rec mkrec(uint64_t id, uint32_t payload_len)
 {
@@ -77,14 +23,6 @@ static void put(lq_batch *b, uint64_t id, const void *payload, uint32_t len)
     lq_job_rec r = mkrec(id, len);
     static const uint8_t hdr[] = {1, 2, 3, 0, 255};
     assert_int_equal(lq_batch_put_job(b, &r, hdr, sizeof(hdr), payload, len), LQ_OK);
-}
-
-static void commit_ok(lq_store *st, lq_batch *b)
-{
-    bool dropped = true;
-    assert_int_equal(lq_store_commit(st, b, &dropped), LQ_OK);
-    assert_false(dropped);
-    lq_batch_reset(b);
 }
 
 /* Load collector: copies what it needs, since strings die after the callback. */
@@ -121,15 +59,6 @@ static void load(lq_store *st, collect *c, uint64_t *nid, uint64_t *nseq)
     memset(c, 0, sizeof(*c));
     c->all_fields_ok = true;
     assert_int_equal(lq_store_load(st, collect_fn, c, nid, nseq), LQ_OK);
-}
-
-/* Opens the store's LMDB directly, as a tool or a disk fault would see it. */
-static void raw_env(const fixture *fx, MDB_env **env, MDB_txn **txn)
-{
-    assert_int_equal(mdb_env_create(env), 0);
-    assert_int_equal(mdb_env_set_maxdbs(*env, 16), 0);
-    assert_int_equal(mdb_env_open(*env, fx->dir, 0, 0600), 0);
-    assert_int_equal(mdb_txn_begin(*env, NULL, 0, txn), 0);
 }
 
 /* ---- codec ------------------------------------------------------------------------------- */
@@ -253,7 +182,7 @@ static void test_batch_copies_and_reset(void **state)
 static void test_put_load_roundtrip(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     uint64_t nid = 9, nseq = 9;
     collect c;
     load(st, &c, &nid, &nseq);
@@ -293,7 +222,7 @@ static void test_put_load_roundtrip(void **state)
 static void test_payload_bytes(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     uint32_t big = 1u << 20;
     uint8_t *rnd = malloc(big);
@@ -305,7 +234,7 @@ static void test_payload_bytes(void **state)
     put(b, 3, rnd + 17, 3000); /* overflow-page sized */
     commit_ok(st, b);
     lq_store_close(st);
-    st = open_store(fx, 0, LQ_SYNC_FULL);
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
 
     assert_int_equal(lq_store_read_begin(st), LQ_OK);
     lq_job_view v;
@@ -326,7 +255,7 @@ static void test_payload_bytes(void **state)
 static void test_update_and_delete(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     put(b, 1, "one", 3);
     put(b, 2, "two", 3);
@@ -377,7 +306,7 @@ static void test_update_and_delete(void **state)
 static void test_counters_never_decrease(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     lq_batch_set_counters(b, 100, 200);
     commit_ok(st, b);
@@ -385,7 +314,7 @@ static void test_counters_never_decrease(void **state)
     commit_ok(st, b);
     lq_store_close(st);
 
-    st = open_store(fx, 0, LQ_SYNC_FULL);
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     collect c;
     uint64_t nid, nseq;
     load(st, &c, &nid, &nseq);
@@ -398,7 +327,7 @@ static void test_counters_never_decrease(void **state)
 static void test_reopen_keeps_everything(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_PERIODIC);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_PERIODIC, 0);
     lq_batch *b = lq_batch_create();
     for (uint64_t id = 1; id <= 1000; id++)
         put(b, id, &id, sizeof(id));
@@ -410,7 +339,7 @@ static void test_reopen_keeps_everything(void **state)
     assert_int_equal(lq_store_sync(st), LQ_OK);
     lq_store_close(st);
 
-    st = open_store(fx, 0, LQ_SYNC_FULL);
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     collect c;
     uint64_t nid, nseq;
     load(st, &c, &nid, &nseq);
@@ -433,7 +362,7 @@ static void test_reopen_keeps_everything(void **state)
 static void test_second_open_refused(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_store_opts o = {.dir = fx->dir};
     lq_store *st2 = NULL;
     assert_int_equal(lq_store_open(&o, &st2), LQ_E_IO);
@@ -463,7 +392,7 @@ static void test_nested_dir_created(void **state)
 static void test_map_full(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 1u << 20, LQ_SYNC_FULL);
+    lq_store *st = open_store(fx, 1u << 20, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     static uint8_t pay[4000];
     memset(pay, 0xAB, sizeof(pay));
@@ -504,7 +433,7 @@ static void test_map_full(void **state)
     commit_ok(st, b);
     lq_store_close(st);
 
-    st = open_store(fx, 1u << 20, LQ_SYNC_FULL);
+    st = open_store(fx, 1u << 20, LQ_SYNC_FULL, 0);
     collect c;
     uint64_t nid, nseq;
     load(st, &c, &nid, &nseq);
@@ -530,7 +459,7 @@ static void test_map_full(void **state)
 static void test_corrupt_record(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     for (uint64_t id = 1; id <= 3; id++)
         put(b, id, "x", 1);
@@ -554,7 +483,7 @@ static void test_corrupt_record(void **state)
     assert_int_equal(mdb_txn_commit(txn), 0);
     mdb_env_close(env);
 
-    st = open_store(fx, 0, LQ_SYNC_FULL);
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     collect c;
     memset(&c, 0, sizeof(c));
     uint64_t nid, nseq;
@@ -598,7 +527,7 @@ static void set_meta_version(const fixture *fx, const void *val, size_t len)
 static void test_future_version_refused(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     put(b, 1, "x", 1);
     commit_ok(st, b);
@@ -634,7 +563,7 @@ static off_t data_file_size(const fixture *fx)
 static void test_usage(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 64u << 20, LQ_SYNC_NONE);
+    lq_store *st = open_store(fx, 64u << 20, LQ_SYNC_NONE, 0);
     uint64_t used0, used1, used2, used3, map;
     assert_int_equal(lq_store_usage(st, &used0, &map), LQ_OK);
     assert_int_equal(map, 64u << 20);

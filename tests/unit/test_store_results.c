@@ -1,70 +1,17 @@
 /* Unit tests of the store's results: record codec, finish, sweep, reads, load, damage,
  * map full, and the upgrade of a store written before results existed. */
-#include <stdarg.h>
-#include <stddef.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#define STORE_FIXTURE_DIR "/tmp/lq-results-XXXXXX"
+#include "store_fixture.h"
 
-#include <ftw.h>
-#include <lmdb.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "store/batch.h"
 #include "store/record.h"
 #include "store/result_rec.h"
-#include "store/store.h"
 
 #define RETAIN 600000u /* the broker's default retention: 10 minutes */
 #define DROPPED "result dropped: storage full"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-
-static lq_str S(const char *s) { return (lq_str){s, (uint32_t)strlen(s)}; }
-
-static bool str_is(lq_str a, const char *b)
-{
-    return a.len == strlen(b) && (a.len == 0 || memcmp(a.ptr, b, a.len) == 0);
-}
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-    (void)sb; (void)flag; (void)f;
-    return remove(p);
-}
-
-typedef struct {
-    char dir[64];
-} fixture;
-
-static int setup(void **state)
-{
-    fixture *fx = calloc(1, sizeof(*fx));
-    strcpy(fx->dir, "/tmp/lq-results-XXXXXX");
-    if (mkdtemp(fx->dir) == NULL)
-        return -1;
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *fx = *state;
-    nftw(fx->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    free(fx);
-    return 0;
-}
-
-static lq_store *open_store(const fixture *fx, uint64_t map)
-{
-    lq_store_opts o = {.dir = fx->dir, .map_size_bytes = map, .sync = LQ_SYNC_FULL};
-    lq_store *st = NULL;
-    assert_int_equal(lq_store_open(&o, &st), LQ_OK);
-    return st;
-}
 
 /* Job id's queue is "q<id % 3>" and its idempotency key "key-<id>", so copies can be told apart. */
 static void put(lq_batch *b, uint64_t id, const void *payload, uint32_t len)
@@ -83,14 +30,6 @@ static void finish(lq_batch *b, uint64_t id, uint8_t state, const char *error, c
 {
     assert_int_equal(lq_batch_finish_job(b, id, state, S(error), res, res_len, 1000 + id, expires_ms),
                      LQ_OK);
-}
-
-static void commit_ok(lq_store *st, lq_batch *b)
-{
-    bool dropped = true;
-    assert_int_equal(lq_store_commit(st, b, &dropped), LQ_OK);
-    assert_false(dropped);
-    lq_batch_reset(b);
 }
 
 static void check_names(const lq_result_view *r)
@@ -121,15 +60,6 @@ static void fill_random(uint8_t *p, size_t n, uint64_t seed)
         x ^= x << 17;
         p[i] = (uint8_t)(x >> 24);
     }
-}
-
-/* Opens the store's LMDB directly, as a tool or a disk fault would see it. */
-static void raw_env(const fixture *fx, MDB_env **env, MDB_txn **txn)
-{
-    assert_int_equal(mdb_env_create(env), 0);
-    assert_int_equal(mdb_env_set_maxdbs(*env, 16), 0);
-    assert_int_equal(mdb_env_open(*env, fx->dir, 0, 0600), 0);
-    assert_int_equal(mdb_txn_begin(*env, NULL, 0, txn), 0);
 }
 
 static size_t raw_entries(const fixture *fx, const char *db)
@@ -239,7 +169,7 @@ static void test_result_codec(void **state)
 static void test_finish_roundtrip(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 64u << 20);
+    lq_store *st = open_store(fx, 64u << 20, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     static uint8_t pay[1024];
     for (uint64_t id = 1; id <= 3; id++)
@@ -298,7 +228,7 @@ static void test_finish_roundtrip(void **state)
 static void test_finish_not_stored_skipped(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     finish(b, 99, LQ_STATE_DONE, "", "x", 1, RETAIN); /* never stored */
     put(b, 5, "p", 1);                                /* put and finished in one batch */
@@ -326,7 +256,7 @@ static void test_finish_not_stored_skipped(void **state)
 static void test_expired_not_found_before_sweep(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     put(b, 1, "p", 1);
     commit_ok(st, b);
@@ -350,7 +280,7 @@ static void test_expired_not_found_before_sweep(void **state)
 static void test_sweep_oldest_first_at_most_max(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     /* Expiry order differs from id order: the sweep goes by time. */
     static const uint64_t exp[7] = {0, 300, 100, 200, 500, 400, 10000};
@@ -397,7 +327,7 @@ static void test_sweep_oldest_first_at_most_max(void **state)
 static void test_load_results_after_reopen(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     collect c = {0};
     assert_int_equal(load_results(st, 0, &c), LQ_OK); /* a new store */
@@ -410,7 +340,7 @@ static void test_load_results_after_reopen(void **state)
     commit_ok(st, b);
     lq_store_close(st);
 
-    st = open_store(fx, 0);
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     assert_int_equal(load_results(st, 500, &c), LQ_OK);
     assert_int_equal(c.n, 3);
     assert_int_equal(c.ids[0], 2);
@@ -458,7 +388,7 @@ static void flip(const fixture *fx, const char *db, uint64_t id, long off)
 static void test_corrupt_result(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     static uint8_t res[10000];
     fill_random(res, sizeof(res), 7);
@@ -474,7 +404,7 @@ static void test_corrupt_result(void **state)
     flip(fx, "results", 2, LQ_RES_OFF_EXPIRES); /* the head: seen at start */
     flip(fx, "jobs", 4, 40);                    /* the job record a finish reads */
 
-    st = open_store(fx, 0);
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     collect c = {0};
     assert_int_equal(load_results(st, 0, &c), LQ_E_CORRUPT);
     assert_int_equal(c.n, 1); /* result 1 came before the damage */
@@ -507,7 +437,7 @@ static void test_corrupt_result(void **state)
 static void test_map_full_finish_lands(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 1u << 20);
+    lq_store *st = open_store(fx, 1u << 20, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     static uint8_t pay[4000];
     memset(pay, 0xAB, sizeof(pay));
@@ -583,7 +513,7 @@ static void test_map_full_finish_lands(void **state)
     assert_int_equal(get_res(st, 42, 0, &r), LQ_OK);
     lq_store_close(st);
 
-    st = open_store(fx, 1u << 20);
+    st = open_store(fx, 1u << 20, LQ_SYNC_FULL, 0);
     collect c = {0};
     assert_int_equal(load_results(st, 0, &c), LQ_OK);
     assert_int_equal(c.n, 5);
@@ -633,7 +563,7 @@ static uint32_t raw_version(const fixture *fx)
 static void test_previous_format_upgraded(void **state)
 {
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0);
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_batch *b = lq_batch_create();
     for (uint64_t id = 1; id <= 3; id++)
         put(b, id, "p", 1);
@@ -643,19 +573,19 @@ static void test_previous_format_upgraded(void **state)
     assert_int_equal(raw_version(fx), 2);
     make_v1(fx);
 
-    st = open_store(fx, 0);
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     lq_store_close(st);
     assert_int_equal(raw_version(fx), 2);
     assert_int_equal(raw_entries(fx, "results"), 0); /* created, empty */
 
-    st = open_store(fx, 0); /* and opens again as a current store */
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0); /* and opens again as a current store */
     uint64_t used, map;
     assert_int_equal(lq_store_usage(st, &used, &map), LQ_OK);
     finish(b, 2, LQ_STATE_DONE, "", "r", 1, RETAIN);
     commit_ok(st, b);
     lq_store_close(st);
 
-    st = open_store(fx, 0);
+    st = open_store(fx, 0, LQ_SYNC_FULL, 0);
     collect c = {0};
     assert_int_equal(load_results(st, 0, &c), LQ_OK);
     assert_int_equal(c.n, 1);
