@@ -26,6 +26,11 @@ void lq_config_usage(FILE *f)
           "  --max-connections N     connections held at once (default 10000)\n"
           "  --result-retention MS   how long a finished job's result and state are kept for\n"
           "                          wait (default 600000; 0 = not kept)\n"
+          "  --beanstalk-listen HOST:PORT  also speak beanstalkd's protocol there (default off)\n"
+          "  --beanstalk-max-job-size BYTES  largest beanstalk job body (default 65535, at most\n"
+          "                          --max-payload)\n"
+          "  --beanstalk-lanes LO-HI:LANE,...  beanstalk priority ranges to lanes, e.g.\n"
+          "                          0-1023:api,1024-:app (default: every priority in one lane)\n"
           "  --log-level debug|info|warn|error  (default info)\n"
           "  --http-listen HOST:PORT  /metrics, /healthz, /readyz (default 127.0.0.1:7421,\n"
           "                          skipped with a warning if busy; \"off\" = none)\n"
@@ -160,7 +165,9 @@ static lq_config_result add_lanes(lq_config *cfg, const char *val, char *err, si
 
 static const char *const value_flags[] = {"--listen", "--data-dir", "--sync", "--map-size", "--lanes",
                                           "--max-payload", "--max-connections", "--unix", "--log-level",
-                                          "--result-retention", "--http-listen", "--auth"};
+                                          "--result-retention", "--http-listen", "--auth",
+                                          "--beanstalk-listen", "--beanstalk-max-job-size",
+                                          "--beanstalk-lanes"};
 
 lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *err, size_t err_cap)
 {
@@ -174,6 +181,8 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
     cfg->log_level = LQ_LOG_INFO;
     cfg->result_retention_ms = 600000;
     cfg->http_listen = "127.0.0.1:7421";
+    cfg->beanstalk_max_job = 65535;
+    cfg->beanstalk_default_ttr_s = 120;
     err[0] = '\0';
 
     for (int i = 1; i < argc; i++) {
@@ -275,10 +284,29 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
                 return LQ_CONFIG_ERROR;
             }
             cfg->auth_path = val;
+        } else if (strcmp(flag, "--beanstalk-listen") == 0) {
+            if (*val == '\0' || strrchr(val, ':') == NULL) {
+                snprintf(err, err_cap, "--beanstalk-listen: expected HOST:PORT, got \"%s\"", val);
+                return LQ_CONFIG_ERROR;
+            }
+            cfg->beanstalk_listen = val;
+        } else if (strcmp(flag, "--beanstalk-max-job-size") == 0) {
+            if (!lq_parse_bytes(val, &bytes) || bytes > PAYLOAD_MAX_LIMIT) {
+                snprintf(err, err_cap, "--beanstalk-max-job-size: expected 0..1G (suffix K/M/G), got \"%s\"", val);
+                return LQ_CONFIG_ERROR;
+            }
+            cfg->beanstalk_max_job = (uint32_t)bytes;
+        } else if (strcmp(flag, "--beanstalk-lanes") == 0) {
+            cfg->beanstalk_lanes = val;
         } else if (strcmp(flag, "--lanes") == 0) {
             if (add_lanes(cfg, val, err, err_cap) != LQ_CONFIG_RUN)
                 return LQ_CONFIG_ERROR;
         }
+    }
+    if (cfg->beanstalk_max_job > cfg->max_payload_bytes) {
+        snprintf(err, err_cap, "--beanstalk-max-job-size %u is over --max-payload %u", cfg->beanstalk_max_job,
+                 cfg->max_payload_bytes);
+        return LQ_CONFIG_ERROR;
     }
     return LQ_CONFIG_RUN;
 }

@@ -29,6 +29,10 @@ typedef struct {
     uint32_t max_connections;
     lq_log_level log_level;
     uint32_t result_retention_ms; /* how long a finished job's outcome is kept for Wait; 0 = not kept */
+    const char *beanstalk_listen; /* HOST:PORT of the beanstalk listener; NULL = off */
+    uint32_t beanstalk_max_job;   /* largest beanstalk job body (beanstalkd -z), <= max_payload_bytes */
+    const char *beanstalk_lanes;  /* "LO-HI:LANE,..." priority ranges to lanes; NULL = one lane */
+    uint32_t beanstalk_default_ttr_s; /* TTR of jobs reserved over beanstalk that have none */
     lq_queue_flag *queues;     /* owner: lq_config_free */
     uint32_t n_queues;
     /* operations (issue 5) */

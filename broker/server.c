@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "beanstalk/bs_server.h"
 #include "log.h"
 #include "server_int.h"
 
@@ -32,6 +33,8 @@ static void on_open(void *ctx, lq_conn_id id, void *user)
     sc->id = id;
     sc->proto = (uint8_t)lq_loop_conn_tag(s->loop, id);
     s->metrics.conns_accepted++;
+    if (sc->proto == SRV_PROTO_BEANSTALK)
+        bs_on_open(s, sc);
 }
 
 static size_t on_data(void *ctx, lq_conn_id id, void *user, const uint8_t *data, size_t len, size_t *need)
@@ -39,6 +42,8 @@ static size_t on_data(void *ctx, lq_conn_id id, void *user, const uint8_t *data,
     lq_server *s = ctx;
     srv_conn *sc = user;
     (void)id;
+    if (sc->proto == SRV_PROTO_BEANSTALK)
+        return bs_on_data(s, sc, data, len, need);
     size_t off = 0;
     *need = 0;
     if (sc->proto == SRV_PROTO_HTTP)
@@ -73,6 +78,8 @@ static void on_close(void *ctx, lq_conn_id id, void *user)
     lq_server *s = ctx;
     srv_conn *sc = user;
     (void)id;
+    if (sc->proto == SRV_PROTO_BEANSTALK)
+        bs_on_close(s, sc);
     if (!sc->hello_done)
         return;
     srv_waiters_drop_conn(s, sc);
@@ -259,14 +266,23 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
     e = srv_http_listen(s);
     if (e != LQ_OK)
         goto fail;
+    char bs_bound[128] = "-";
+    if (cfg->beanstalk_listen != NULL) {
+        e = bs_create(s, &s->bs);
+        if (e == LQ_OK)
+            e = lq_loop_listen_tcp_tag(s->loop, cfg->beanstalk_listen, SRV_PROTO_BEANSTALK, bs_bound,
+                                       sizeof bs_bound);
+        if (e != LQ_OK)
+            goto fail;
+    }
     e = lq_loop_add_reader(s->loop, lq_committer_eventfd(s->committer), sizeof(uint64_t), srv_on_commit_ready, s);
     if (e == LQ_OK && signal_fd >= 0)
         e = lq_loop_add_reader(s->loop, signal_fd, sizeof(struct signalfd_siginfo), on_signal, s);
     if (e != LQ_OK)
         goto fail;
-    LQ_LOGI("started", "listen=%s unix=%s data_dir=%s sync=%s map_size=%llu max_payload=%u max_connections=%u "
+    LQ_LOGI("started", "listen=%s beanstalk=%s unix=%s data_dir=%s sync=%s map_size=%llu max_payload=%u max_connections=%u "
             "result_retention_ms=%u io_uring=%s",
-            bound, cfg->unix_path ? cfg->unix_path : "-", cfg->data_dir, sync_name(cfg->sync),
+            bound, bs_bound, cfg->unix_path ? cfg->unix_path : "-", cfg->data_dir, sync_name(cfg->sync),
             (unsigned long long)cfg->map_size_bytes, cfg->max_payload_bytes, cfg->max_connections,
             cfg->result_retention_ms, lq_loop_setup_flags(s->loop));
     *out = s;
@@ -298,6 +314,11 @@ static void before_sleep(lq_server *s)
     srv_ops_tick(s, now);
     s->next_tick_ms = lq_core_tick(s->core, now, &s->ev);
     srv_apply_events(s, NULL);
+    if (s->bs != NULL) {
+        uint64_t bs_next = bs_before_sleep(s, now);
+        if (bs_next < s->next_tick_ms)
+            s->next_tick_ms = bs_next;
+    }
     srv_maybe_submit(s);
     /* A read snapshot held across the wait would pin old pages and hide new commits. */
     srv_read_end(s);
@@ -367,6 +388,7 @@ void lq_server_destroy(lq_server *s)
     if (s == NULL)
         return;
     lq_loop_destroy(s->loop);
+    bs_destroy(s->bs);
     if (s->committer != NULL)
         lq_committer_stop(s->committer);
     srv_read_end(s);

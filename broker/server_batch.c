@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "beanstalk/bs_server.h"
 #include "log.h"
 #include "server_int.h"
 
@@ -440,6 +441,10 @@ static void complete(lq_server *s, srv_batch *b, lq_err err, bool puts_dropped)
         }
         if (d->kind == DEF_OPS) {
             srv_ops_complete(s, d, ok, err);
+            continue;
+        }
+        if (d->kind == DEF_BS) {
+            bs_deferred_done(s, d, ok, d->n ? (lq_err)b->items[d->first].err : LQ_OK);
             continue;
         }
         if (!ok) {

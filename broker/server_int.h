@@ -61,11 +61,12 @@ typedef struct {
     uint8_t role;         /* lq_role from hello (ADMIN without a tokens file) */
     uint8_t proto;        /* SRV_PROTO_*: from its listener's tag */
     bool http_done;       /* HTTP: answered, closing */
+    void *bs;             /* beanstalk connections: their protocol state (owner: beanstalk/) */
 } srv_conn;
 
-enum { SRV_PROTO_NATIVE = 0, SRV_PROTO_HTTP = 1 }; /* listener tags */
+enum { SRV_PROTO_NATIVE = 0, SRV_PROTO_HTTP = 1, SRV_PROTO_BEANSTALK = 2 }; /* listener tags */
 
-enum { DEF_ENQUEUE = 1, DEF_ACK, DEF_NACK, DEF_WAIT, DEF_OPS };
+enum { DEF_ENQUEUE = 1, DEF_ACK, DEF_NACK, DEF_WAIT, DEF_OPS, DEF_BS };
 
 /* A reply that is sent once its batch has committed. */
 typedef struct {
@@ -197,6 +198,7 @@ struct lq_server {
                                  * /readyz answers 503 */
     bool storage_high_seen;     /* last result of srv_storage_high (its crossings are logged) */
     uint64_t denied_logged_ms, denied_unlogged;
+    struct bs_server *bs;       /* owner: server; the beanstalk listener, NULL if off */
 };
 
 uint64_t srv_now(const lq_server *s);

@@ -385,7 +385,7 @@ lq_err lq_core_lane_set(lq_core *core, uint64_t now_ms, lq_str queue, lq_str lan
 /* Debug builds and tests: walks every structure and asserts its invariants (O(n)). */
 void lq_core_check(const lq_core *core);
 
-/* ==== operations (issue 5): inspection, drain, purge, dead letters, cancel =================
+/* ==== operations (issue 5): inspection, drain, purge, dead letters, cancel ==========
  * Admin calls. They are rare next to enqueue/dequeue, so scans over the job table are allowed
  * where noted, but every one is bounded per call so the caller's loop keeps answering others. */
 
@@ -466,5 +466,58 @@ lq_err lq_core_cancel(lq_core *core, uint64_t now_ms, uint64_t job_id, lq_events
 
 /* The job's attempts as the core counts them (stored records lag behind leases). */
 lq_err lq_core_job_attempts(const lq_core *core, uint64_t job_id, uint32_t *attempts);
+
+/* ==== beanstalk compatibility (issue 7; broker/core/bs.c) ================================
+ * What beanstalkd's commands need beyond the native API. Jobs are named by id alone: the
+ * beanstalk layer keeps the lease tokens of its own connections. */
+
+typedef struct {
+    uint8_t state;          /* READY, LEASED, DELAYED, DEAD or PENDING */
+    int64_t priority;
+    uint64_t seq;
+    uint64_t enqueued_ms;
+    uint64_t time_ms;       /* LEASED: lease expiry; DELAYED: not_before; else 0 */
+    uint32_t attempts;      /* deliveries so far (beanstalk "reserves") */
+    uint32_t session;       /* LEASED: the holding session id; else 0 */
+    lq_str queue, lane;     /* core-owned */
+} lq_bs_job;
+
+/* A job the core holds: LQ_OK, or NOT_FOUND. */
+lq_err lq_core_bs_job(const lq_core *core, uint64_t job_id, lq_bs_job *out);
+
+/* The first job of `queue` in `state`: READY by (priority, seq) over all its lanes and tenants;
+ * DELAYED by (not_before, seq); DEAD by bury order (jobs dead before a restart or by another
+ * path first, by seq). NOT_FOUND if the queue does not exist or has none. DELAYED and DEAD
+ * scan (O(delayed), O(jobs)). */
+lq_err lq_core_bs_first(const lq_core *core, lq_str queue, uint8_t state, uint64_t *job_id);
+
+/* beanstalk release: a lease goes back with a new priority, READY (front of its lane by seq)
+ * or, with delay_ms > 0, DELAYED. No attempt limit applies (the job is never dead-lettered
+ * here). JOB_UPDATE + REQUEUED. The new priority lives in memory only (the store keeps the
+ * priority of the enqueue). LEASE_LOST / NOT_FOUND as for nack. */
+lq_err lq_core_bs_release(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t token, int64_t priority,
+                          uint64_t delay_ms, lq_events *ev);
+
+/* beanstalk bury: a lease is dead-lettered with reason "buried" and a new priority (memory
+ * only, as above). JOB_UPDATE (DEAD) + DEAD. */
+lq_err lq_core_bs_bury(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t token, int64_t priority,
+                       lq_events *ev);
+
+/* beanstalk kick / kick-job (redrive): a DEAD or DELAYED job becomes READY (JOB_UPDATE).
+ * NOT_FOUND for any other state or an unknown job. */
+lq_err lq_core_bs_kick(lq_core *core, uint64_t now_ms, uint64_t job_id, lq_events *ev);
+
+/* beanstalk delete of a job that is not leased: READY, DELAYED or DEAD jobs finish as DONE
+ * (JOB_DELETE). NOT_FOUND otherwise (leased jobs are deleted with lq_core_ack). */
+lq_err lq_core_bs_delete(lq_core *core, uint64_t now_ms, uint64_t job_id, lq_events *ev);
+
+/* beanstalk reserve-job: leases this READY, DELAYED or DEAD job to `session` for lease_ms
+ * (capped at max_lease_ms). NOT_FOUND for other states. */
+lq_err lq_core_bs_lease(lq_core *core, uint64_t now_ms, uint64_t job_id, uint32_t session, uint32_t lease_ms,
+                        lq_lease *out, lq_events *ev);
+
+/* Ready jobs of `queue` (empty: of every queue) whose priority is below `below` (beanstalk's
+ * "urgent": below 1024). Scans the ready heaps: O(ready). */
+uint64_t lq_core_bs_count_ready_below(const lq_core *core, lq_str queue, int64_t below);
 
 #endif

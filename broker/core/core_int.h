@@ -74,6 +74,7 @@ struct lq_core {
     lq_heap idem_heap;     /* finished entries by expiry */
 
     bool restoring_done;
+    uint64_t bs_bury_ctr;  /* beanstalk bury order (bs.c): kept in a DEAD job's time_ms */
 };
 
 extern const lq_heap_ops lq_ready_heap_ops;  /* jobs by (priority, seq) */

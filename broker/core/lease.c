@@ -40,6 +40,12 @@ bool lq_lease_grant(lq_core *c, uint64_t now_ms, uint32_t si, uint32_t qi, uint3
     uint32_t slot = lq_queue_take(c, qi, now_ms, ev);
     if (slot == LQ_NONE)
         return false;
+    lq_lease_grant_slot(c, now_ms, si, slot, lease_ms, out);
+    return true;
+}
+
+void lq_lease_grant_slot(lq_core *c, uint64_t now_ms, uint32_t si, uint32_t slot, uint32_t lease_ms, lq_lease *out)
+{
     lq_job_set_state(c, slot, LQ_STATE_LEASED);
     lq_job *j = lq_job_at(c, slot);
     if (j->attempts < LQ_MAX_ATTEMPTS_MAX)
@@ -64,7 +70,6 @@ bool lq_lease_grant(lq_core *c, uint64_t now_ms, uint32_t si, uint32_t qi, uint3
         .lane = lq_names_get(&c->names, l->name),
         .tenant = lq_names_get(&c->names, t->name),
     };
-    return true;
 }
 
 uint32_t lq_lease_grant_many(lq_core *c, uint64_t now_ms, uint32_t si, const uint32_t *qis,

@@ -13,6 +13,9 @@
 bool lq_lease_grant(lq_core *c, uint64_t now_ms, uint32_t si, uint32_t qi, uint32_t lease_ms,
                     lq_lease *out, lq_events *ev);
 
+/* Leases job `slot` (taken out of every heap already, not LEASED) to session si. */
+void lq_lease_grant_slot(lq_core *c, uint64_t now_ms, uint32_t si, uint32_t slot, uint32_t lease_ms, lq_lease *out);
+
 /* Grants up to max leases from queues qis[] served in turn from *cursor; returns how many.
  * With out != NULL they go there, otherwise as LEASE events for waiter. */
 uint32_t lq_lease_grant_many(lq_core *c, uint64_t now_ms, uint32_t si, const uint32_t *qis,

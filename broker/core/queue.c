@@ -249,6 +249,18 @@ void lq_queue_push_ready(lq_core *c, uint32_t slot)
     }
 }
 
+/* Takes a READY job out of its tenant's heap (it stays READY: the caller moves it on). */
+void lq_queue_remove_ready(lq_core *c, uint32_t slot)
+{
+    lq_job *j = lq_job_at(c, slot);
+    LQ_ASSERT(j->state == LQ_STATE_READY && j->heap_pos != LQ_NONE);
+    lq_tenant *t = lq_job_tenant(c, j);
+    lq_lane *l = &c->lanes[t->lane];
+    lq_heap_remove(&t->ready, &lq_ready_heap_ops, c, j->heap_pos);
+    if (t->ready.n == 0)
+        ring_remove(c, l, j->tenant);
+}
+
 /* ---- dispatch --------------------------------------------------------------------------- */
 
 /* Smooth weighted round robin (nginx) over the lanes with ready jobs; weight-0 lanes only when

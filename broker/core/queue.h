@@ -62,6 +62,8 @@ lq_err lq_queue_tenant(lq_core *c, uint32_t li, lq_str tenant, uint32_t *ti);
 
 /* Moves a job to READY and into its tenant's heap (front of the line by its seq). */
 void lq_queue_push_ready(lq_core *c, uint32_t slot);
+/* Takes a READY job out of its tenant's heap; it stays READY (the caller moves it on). */
+void lq_queue_remove_ready(lq_core *c, uint32_t slot);
 /* Takes the next dispatchable job of queue qi out of its heap (still READY; the caller moves
  * it on), or LQ_NONE. Jobs whose deadline has passed are deleted on the way (JOB_DELETE
  * EXPIRED). */

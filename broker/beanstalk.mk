@@ -1,0 +1,4 @@
+# The beanstalk listener (issue 7): its sources join the broker; beanstalkd itself is installed
+# for the differential test (tests/beanstalk/run-in-make-test.sh) and the side-by-side bench.
+BROKER_OBJ += $(call obj,$(wildcard broker/beanstalk/*.c))
+DEB_PACKAGES += beanstalkd
