@@ -121,7 +121,7 @@ static void cmd_put(lq_server *s, bs_conn *c, const bs_cmd *cmd, uint64_t now)
         .lane = lane_for(b, cmd->pri),
         .priority = cmd->pri,
         .delay_ms = (uint64_t)cmd->delay_s * 1000u,
-        .max_attempts = UINT32_MAX, /* beanstalkd never gives up on a job */
+        .max_attempts = LQ_MAX_ATTEMPTS_MAX, /* beanstalkd never gives up on a job: as close as it gets */
         .payload_len = cmd->body_len,
     };
     srv_put_ctx put = {.headers = hbuf, .headers_len = (uint32_t)hlen, .payload = cmd->body,
@@ -577,6 +577,23 @@ static void cmd_ignore(lq_server *s, bs_conn *c, const bs_cmd *cmd)
     bs_sendf(s, c, "WATCHING %u\r\n", c->n_watch);
 }
 
+typedef struct {
+    lq_server *s;
+    uint64_t until_ms, now;
+} lane_pause;
+
+static void pause_lane(void *ctx, const lq_lane_stats *st)
+{
+    lane_pause *p = ctx;
+    lq_lane_settings ls;
+    if (lq_core_lane_get(p->s->core, st->queue, st->lane, &ls) != LQ_OK)
+        return;
+    ls.paused = true;
+    ls.paused_until_ms = p->until_ms;
+    /* lq_core_stats does not change the core: setting from its callback is safe */
+    (void)lq_core_lane_set(p->s->core, p->now, st->queue, st->lane, &ls);
+}
+
 static void cmd_pause(lq_server *s, bs_conn *c, const bs_cmd *cmd, uint64_t now)
 {
     bs_server *b = bs_of(s);
@@ -590,6 +607,9 @@ static void cmd_pause(lq_server *s, bs_conn *c, const bs_cmd *cmd, uint64_t now)
     tb->pause_ms = (uint64_t)cmd->delay_s * 1000u;
     tb->pause_until_ms = now + (tb->pause_ms ? tb->pause_ms : 1);
     tb->cmd_pause++;
+    /* the queue's lanes pause in the core too, so native dequeues honour it */
+    lane_pause ctx = {.s = s, .until_ms = tb->pause_until_ms, .now = now};
+    (void)lq_core_stats(s->core, bs_tube_str(b, t), pause_lane, &ctx);
     bs_send(s, c, "PAUSED\r\n", 8);
 }
 

@@ -98,11 +98,11 @@ lq_err lq_core_bs_release(lq_core *c, uint64_t now_ms, uint64_t job_id, uint64_t
         return e;
     lq_job *j = lq_job_at(c, slot);
     j->priority = priority; /* not in a heap while leased: no re-keying needed */
-    uint32_t max = j->max_attempts;
-    j->max_attempts = UINT32_MAX; /* a release is never a dead-letter */
+    /* a release is never a dead-letter, whatever the delivery count */
+    if (j->attempts >= j->max_attempts)
+        j->attempts = (uint16_t)(j->max_attempts - 1);
     lq_release_opts o = {.reason = LQ_REQUEUE_NACK, .error = lq_str_c("released"), .delay_ms = delay_ms};
     lq_lease_release(c, now_ms, slot, &o, ev);
-    j->max_attempts = max;
     return LQ_OK;
 }
 

@@ -493,7 +493,7 @@ lq_err lq_core_bs_first(const lq_core *core, lq_str queue, uint8_t state, uint64
 
 /* beanstalk release: a lease goes back with a new priority, READY (front of its lane by seq)
  * or, with delay_ms > 0, DELAYED. No attempt limit applies (the job is never dead-lettered
- * here). JOB_UPDATE + REQUEUED. The new priority lives in memory only (the store keeps the
+ * here; at the delivery limit its count stays one below it). JOB_UPDATE + REQUEUED. The new priority lives in memory only (the store keeps the
  * priority of the enqueue). LEASE_LOST / NOT_FOUND as for nack. */
 lq_err lq_core_bs_release(lq_core *core, uint64_t now_ms, uint64_t job_id, uint64_t token, int64_t priority,
                           uint64_t delay_ms, lq_events *ev);

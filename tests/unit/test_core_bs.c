@@ -45,7 +45,7 @@ static int teardown(void **state)
 
 static uint64_t put(fx *f, uint64_t now, const char *q, int64_t pri, uint64_t delay_ms)
 {
-    lq_enqueue_req r = {.queue = lq_str_c(q), .priority = pri, .delay_ms = delay_ms, .max_attempts = UINT32_MAX};
+    lq_enqueue_req r = {.queue = lq_str_c(q), .priority = pri, .delay_ms = delay_ms, .max_attempts = LQ_MAX_ATTEMPTS_MAX};
     uint64_t id = 0;
     assert_int_equal(lq_core_enqueue(f->c, now, &r, &id, &f->ev), LQ_OK);
     lq_core_commit_done(f->c, now, id, true, &f->ev);
