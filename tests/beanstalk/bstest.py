@@ -64,6 +64,17 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
+    def stop_clean(self):
+        """SIGTERM, then the exit status and the sanitizers' verdict (ASan builds): an error
+        text, or None when it stopped cleanly."""
+        self.stop(signal.SIGTERM)
+        log = self.logs()
+        if "Sanitizer" in log or "runtime error" in log:
+            return "sanitizer report:\n" + log[-4000:]
+        if self.proc.returncode != 0:
+            return "exit status %s:\n%s" % (self.proc.returncode, log[-2000:])
+        return None
+
     def logs(self):
         self.log.seek(0)
         return self.log.read().decode(errors="replace")

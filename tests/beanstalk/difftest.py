@@ -260,9 +260,13 @@ def compare(name, script, bin_dir):
     try:
         a = play(ref, script)
         b = play(lq, script)
+        bad = lq.stop_clean()
     finally:
         ref.cleanup()
         lq.cleanup()
+    if bad:
+        print("leaseqd did not stop cleanly after %s: %s" % (name, bad))
+        return False
     for i, (x, y) in enumerate(zip(a, b)):
         if x != y:
             print("DIFF in %s at step %d (conn %s, sent %r):\n  beanstalkd: %s\n  leaseqd:    %s"

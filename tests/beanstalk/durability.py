@@ -76,6 +76,8 @@ def main():
             assert b"state: buried" in st, st
             assert c.cmd(b"kick 1\r\n") == b"KICKED 1\r\n"
             c.close()
+            bad = lq2.stop_clean()
+            assert bad is None, bad
         finally:
             lq2.cleanup()
     finally:
