@@ -164,7 +164,7 @@ SCRIPTS = {
         (0, b"stats-job {j0}\r\n"),
     ],
     "ttr-expiry": [
-        put(0, b"slow", ttr=2), (1, b"reserve\r\n"), (0, b"stats-job {j0}\r\n"), ("sleep", 2.4),
+        put(0, b"slow", ttr=2), (1, b"reserve\r\n"), (0, b"stats-job {j0}\r\n"), ("sleep", 2.9),
         # beanstalkd 1.12 notices a TTR that ran out reliably only once the reserving connection
         # does something (measured here: otherwise some runs never release the job)
         (1, b"list-tube-used\r\n"),
@@ -176,12 +176,12 @@ SCRIPTS = {
                       (1, b"touch {j0}\r\n"), (0, b"stats-job {j0}\r\n")],
     "pause-tube": [
         put(0, b"p"), (0, b"pause-tube default 1\r\n"), (1, b"reserve-with-timeout 0\r\n"),
-        (0, b"stats-tube default\r\n"), ("sleep", 1.3), (1, b"reserve-with-timeout 0\r\n"),
+        (0, b"stats-tube default\r\n"), ("sleep", 1.8), (1, b"reserve-with-timeout 0\r\n"),
         (0, b"pause-tube nope 1\r\n"),
     ],
     "delayed": [
         put(0, b"later", delay=1), (0, b"peek-delayed\r\n"), (1, b"reserve-with-timeout 0\r\n"),
-        ("sleep", 1.4), (1, b"reserve-with-timeout 0\r\n"), (1, b"release {j0} 0 1\r\n"),
+        ("sleep", 1.9), (1, b"reserve-with-timeout 0\r\n"), (1, b"release {j0} 0 1\r\n"),
         (1, b"stats-job {j0}\r\n"), (1, b"kick 1\r\n"), (1, b"reserve-with-timeout 0\r\n"),
     ],
     "reserve-job": [
