@@ -145,6 +145,10 @@ static void cmd_put(lq_server *s, bs_conn *c, const bs_cmd *cmd, uint64_t now)
             lq_core_commit_done(s->core, now, id, false, &s->ev);
             srv_apply_events(s, NULL);
         }
+        if (e == LQ_E_DRAINING) {
+            bs_defer(s, c, BS_R_DRAINING, 0, 0, -1); /* leaseqctl drain: beanstalkd's word */
+            return;
+        }
         LQ_LOGW("beanstalk put refused", "error=%s", lq_err_name(e));
         bs_defer(s, c, BS_R_OOM, 0, 0, -1);
         return;
