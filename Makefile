@@ -156,7 +156,7 @@ $(BUILD)/bench/%: $(call obj,tests/bench/%.c) $(TEST_LIBS)
 
 run: deps all
 	@mkdir -p var/leaseq
-	exec $(LEASEQD) --listen 127.0.0.1:7420 --data-dir var/leaseq
+	exec $(LEASEQD) --listen 127.0.0.1:7420 --data-dir var/leaseq --beanstalk-listen 127.0.0.1:11300
 
 asan: deps
 	$(MAKE) BUILD=build-asan SAN=1 tests
