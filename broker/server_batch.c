@@ -263,6 +263,9 @@ static lq_err finish_job(lq_server *s, srv_batch *b, const lq_ev *e)
 {
     uint8_t st = e->u.del.final_state;
     uint32_t keep = s->cfg->result_retention_ms;
+    lq_queue_opts qo;
+    if (lq_core_queue_opts_get(s->core, e->u.del.queue, &qo) == LQ_OK && qo.retention_set)
+        keep = qo.retention_ms;
     bool known = st == LQ_STATE_DONE || st == LQ_STATE_EXPIRED || st == LQ_STATE_PURGED || st == LQ_STATE_CANCELLED;
     if (keep == 0 || !known)
         return lq_batch_delete_job(b->b, e->job_id); /* nothing to keep */

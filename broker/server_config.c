@@ -7,6 +7,9 @@
 #include "log.h"
 #include "server_int.h"
 
+/* Results are for producers waiting on a job, not an archive: the broker flag's cap. */
+#define QUEUE_RETENTION_MAX_MS (30u * 24 * 3600 * 1000)
+
 #define LANE_WEIGHT_MAX 1000000u
 
 static const char *q(char *buf, size_t cap, lq_str s)
@@ -125,7 +128,7 @@ bool srv_req_config_get(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
     Leaseq__ConfigReply cr = LEASEQ__CONFIG_REPLY__INIT;
     lq_queue_opts qo = {0};
     (void)lq_core_queue_opts_get(s->core, lq_str_c(g->queue), &qo);
-    Leaseq__ConfigItem **qi = alloc(a, 3 * sizeof *qi);
+    Leaseq__ConfigItem **qi = alloc(a, 4 * sizeof *qi);
     Leaseq__LaneConfig *lc = alloc(a, n * sizeof *lc);
     Leaseq__LaneConfig **lp = alloc(a, n * sizeof *lp);
     if (qi == NULL || lc == NULL || lp == NULL)
@@ -134,7 +137,8 @@ bool srv_req_config_get(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
     qi[0] = item(a, "lease_ms", "%llu", qo.lease_ms);
     qi[1] = item(a, "max_attempts", "%llu", qo.max_attempts);
     qi[2] = item(a, "draining", qo.draining ? "true" : "false", 0);
-    cr.n_items = 3;
+    qi[3] = qo.retention_set ? item(a, "retention_ms", "%llu", qo.retention_ms) : item(a, "retention_ms", "default", 0);
+    cr.n_items = 4;
     cr.items = qi;
     for (uint32_t i = 0; i < n; i++) {
         const lq_lane_settings *x = &L[i].settings;
@@ -193,8 +197,20 @@ static const char *set_key(lq_lane_settings *ls, lq_queue_opts *qo, bool lane, c
         *(strcmp(k, "lease_ms") == 0 ? &qo->lease_ms : &qo->max_attempts) = (uint32_t)n;
         return NULL;
     }
-    if (strcmp(k, "retention_ms") == 0)
-        return "retention_ms per queue is not supported yet (see --result-retention)";
+    if (strcmp(k, "retention_ms") == 0) {
+        if (lane)
+            return "retention_ms is a queue setting (no --lane)";
+        if (strcmp(v, "default") == 0) {
+            qo->retention_set = false;
+            qo->retention_ms = 0;
+            return NULL;
+        }
+        if (!num || n > QUEUE_RETENTION_MAX_MS)
+            return "retention_ms: 0..2592000000 (30 days), or default (the broker's --result-retention)";
+        qo->retention_set = true;
+        qo->retention_ms = (uint32_t)n;
+        return NULL;
+    }
     if (!lane)
         return "lane settings need a lane (--lane NAME): weight, max_queued, max_queued_bytes, max_wait_ms, "
                "sheddable";
@@ -213,7 +229,8 @@ static const char *set_key(lq_lane_settings *ls, lq_queue_opts *qo, bool lane, c
     } else if (strcmp(k, "max_wait_ms") == 0) {
         ls->max_wait_ms = n;
     } else {
-        return "unknown key (weight, max_queued, max_queued_bytes, max_wait_ms, sheddable, lease_ms, max_attempts)";
+        return "unknown key (weight, max_queued, max_queued_bytes, max_wait_ms, sheddable, lease_ms, max_attempts, "
+               "retention_ms)";
     }
     return NULL;
 }

@@ -58,7 +58,8 @@ static void lane_info(const lq_core *c, uint32_t li, lq_lane_info *out)
 static lq_queue_opts queue_opts(const lq_queue *q)
 {
     return (lq_queue_opts){.draining = q->adm.draining, .lease_ms = q->adm.lease_ms,
-                           .max_attempts = q->adm.max_attempts};
+                           .max_attempts = q->adm.max_attempts, .retention_set = q->adm.retention_set,
+                           .retention_ms = q->adm.retention_ms};
 }
 
 /* The queue's index, never creating it; NOT_FOUND or INVALID_ARGUMENT. */
@@ -135,6 +136,8 @@ lq_err lq_core_queue_opts_set(lq_core *c, lq_str queue, const lq_queue_opts *o)
     a->draining = o->draining;
     a->lease_ms = o->lease_ms;
     a->max_attempts = o->max_attempts;
+    a->retention_set = o->retention_set;
+    a->retention_ms = o->retention_set ? o->retention_ms : 0;
     return LQ_OK;
 }
 

@@ -19,6 +19,8 @@ typedef struct {
     bool draining;
     bool drain_reported;       /* lq_core_drained told about this drain already */
     uint32_t lease_ms, max_attempts;
+    bool retention_set;
+    uint32_t retention_ms;
 } lq_queue_admin;
 
 /* A job of the lane moves from state `from` to `to` (lq_job_set_state). */

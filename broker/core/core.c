@@ -81,6 +81,7 @@ void lq_job_finish(lq_core *c, uint64_t now_ms, uint32_t slot, uint8_t final_sta
     lq_job *j = lq_job_at(c, slot);
     lq_ev *d = lq_ev_add(ev, LQ_EV_JOB_DELETE, j->id);
     d->u.del.final_state = final_state;
+    d->u.del.queue = lq_names_get(&c->names, c->queues[lq_job_queue(c, j)].name);
     lq_jobwait_wake(c, slot, final_state, ev);
     lq_admin_count_end(&lq_job_lane(c, j)->adm, final_state);
     if (j->flags & LQ_JOB_F_IDEM) {

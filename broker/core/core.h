@@ -150,7 +150,7 @@ typedef struct {
             uint64_t not_before_ms;
             lq_str last_error;
         } update;                                        /* JOB_UPDATE */
-        struct { uint8_t final_state; } del;             /* JOB_DELETE */
+        struct { uint8_t final_state; lq_str queue; } del; /* JOB_DELETE (queue: core-owned) */
         struct { uint64_t waiter; lq_lease lease; } lease; /* LEASE */
         struct { uint64_t waiter; } waiter_done;         /* WAITER_DONE */
         struct { uint8_t reason; uint32_t session; } requeued; /* REQUEUED */
@@ -406,6 +406,8 @@ typedef struct {
     bool draining;
     uint32_t lease_ms;            /* the queue's default lease (0: the core's) */
     uint32_t max_attempts;        /* the queue's default delivery limit (0: the core's) */
+    bool retention_set;           /* false: finished jobs are kept for the broker's retention */
+    uint32_t retention_ms;        /* with retention_set: how long this queue's results are kept */
 } lq_queue_opts;
 
 typedef void (*lq_lane_info_fn)(void *ctx, const lq_lane_info *info, const lq_queue_opts *q);

@@ -4,7 +4,8 @@
  *   crc32c covers the first 4 bytes and the body.
  *   kind 1 (lane):  u32 weight | u64 max_queued | u64 max_queued_bytes | u64 max_wait_ms |
  *                   u64 paused_until_ms | u8 flags (1 sheddable, 2 paused)
- *   kind 2 (queue): u32 lease_ms | u32 max_attempts | u8 flags (1 draining)
+ *   kind 2 (queue): u32 lease_ms | u32 max_attempts | u8 flags (1 draining, 2 retention set)
+ *                   | u32 retention_ms   (absent in records written before retention existed)
  * A newer version is refused (LQ_E_CORRUPT) rather than half understood. */
 #include <lmdb.h>
 #include <string.h>
@@ -18,7 +19,8 @@
 #define CFG_KIND_QUEUE 2u
 #define CFG_HEAD 8u
 #define CFG_LANE_BODY (4u + 8u * 4u + 1u)
-#define CFG_QUEUE_BODY (4u + 4u + 1u)
+#define CFG_QUEUE_BODY_V0 (4u + 4u + 1u)
+#define CFG_QUEUE_BODY (CFG_QUEUE_BODY_V0 + 4u)
 #define CFG_KEY_MAX (2u * LQ_NAME_MAX + 1u)
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -79,7 +81,8 @@ static size_t encode(const lq_config_rec *r, uint8_t *out)
         out[1] = CFG_KIND_QUEUE;
         put_u32(b, q->lease_ms);
         put_u32(b + 4, q->max_attempts);
-        b[8] = q->draining ? 1u : 0u;
+        b[8] = (uint8_t)((q->draining ? 1u : 0u) | (q->retention_set ? 2u : 0u));
+        put_u32(b + 9, q->retention_ms);
         len = CFG_HEAD + CFG_QUEUE_BODY;
     }
     put_u32(out + 4, rec_crc(out, len));
@@ -103,9 +106,12 @@ static lq_err decode(const uint8_t *p, size_t len, lq_config_rec *r)
         };
         return LQ_OK;
     }
-    if (p[1] == CFG_KIND_QUEUE && len == CFG_HEAD + CFG_QUEUE_BODY && r->lane.len == 0) {
+    if (p[1] == CFG_KIND_QUEUE && r->lane.len == 0 &&
+        (len == CFG_HEAD + CFG_QUEUE_BODY || len == CFG_HEAD + CFG_QUEUE_BODY_V0)) {
+        bool has_retention = len == CFG_HEAD + CFG_QUEUE_BODY && (b[8] & 2u) != 0;
         r->queue_opts = (lq_queue_opts){.lease_ms = get_u32(b), .max_attempts = get_u32(b + 4),
-                                        .draining = (b[8] & 1u) != 0};
+                                        .draining = (b[8] & 1u) != 0, .retention_set = has_retention,
+                                        .retention_ms = has_retention ? get_u32(b + 9) : 0};
         return LQ_OK;
     }
     return LQ_E_CORRUPT;

@@ -35,7 +35,8 @@ static const char CONFIG_HELP[] =
     "  max_queued (jobs; 0 = no limit), max_queued_bytes (suffix K/M/G), max_wait_ms (default\n"
     "  deadline of its jobs), sheddable (true/false: refused first when storage fills).\n"
     "Queue keys (no --lane): lease_ms (default lease; 0 = the broker's), max_attempts (default\n"
-    "  delivery limit; 0 = the broker's).\n"
+    "  delivery limit; 0 = the broker's), retention_ms (how long finished jobs' results are\n"
+    "  kept for wait; `default` = the broker's --result-retention).\n"
     "get output: \"SCOPE KEY VALUE\" lines, SCOPE \"queue\" or \"lane:NAME\".\n"
     "--json: get: {\"queue\":{K:V...},\"lanes\":{NAME:{K:V...}}}; set: {\"ok\":true}\n";
 

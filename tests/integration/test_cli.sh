@@ -113,12 +113,25 @@ eq "stats shows the weight" "$(field q1 api weight)" 7
 id=$(C enqueue q1 --lane api --data m)
 eq "queue max_attempts applies to new jobs" "$(J peek "$id" | jq -r .max_attempts)" 4
 err=$(C config set q1 bogus=1 2>&1); [[ $err == *INVALID_ARGUMENT* ]] && log "ok: unknown key refused" || fail "bogus key: $err"
+# retention per queue: q6 keeps results 300 ms, q7 the broker's default (10 min)
+check "config set retention" C config set q6 retention_ms=300
+for q in q6 q7; do
+    id=$(C enqueue $q --data r)
+    read -r lid tok _ < <(C lease $q)
+    C ack "$lid" "$tok" >/dev/null
+    eq "wait $q right after the ack" "$(C wait "$id" --timeout 1000 | cut -f1)" done
+    eval "rid_$q=$id"
+done
+sleep 0.5
+err=$(C wait "$rid_q6" --timeout 100 2>&1); [[ $err == *NOT_FOUND* ]] && log "ok: q6 result gone after its retention" || fail "q6 wait: $err"
+eq "q7 result kept (broker default)" "$(C wait "$rid_q7" --timeout 100 | cut -f1)" done
 C pause q1 --lane default >/dev/null
 stop_broker
 start_broker --sync none || exit 1
 eq "weight after restart" "$(J config get q1 | jq -r .lanes.api.weight)" 7
 eq "max_queued after restart" "$(J config get q1 | jq -r .lanes.api.max_queued)" 100
 eq "queue max_attempts after restart" "$(J config get q1 | jq -r .queue.max_attempts)" 4
+eq "retention after restart" "$(J config get q6 | jq -r .queue.retention_ms)" 300
 eq "pause after restart" "$(field q1 default paused)" true
 
 # workers, clear-suspect
