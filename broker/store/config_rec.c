@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "le.h"
 #include "record.h"
 #include "store_int.h"
 
@@ -22,34 +23,6 @@
 #define CFG_QUEUE_BODY_V0 (4u + 4u + 1u)
 #define CFG_QUEUE_BODY (CFG_QUEUE_BODY_V0 + 4u)
 #define CFG_KEY_MAX (2u * LQ_NAME_MAX + 1u)
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static uint32_t rec_crc(const uint8_t *rec, size_t len)
 {

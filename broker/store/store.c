@@ -23,6 +23,7 @@
 #include "batch.h"
 #include "record.h"
 #include "store_int.h"
+#include "le.h"
 
 /* Of the whole store: databases, keys, meta layout. 2 added "results" and "result_expiry";
  * a version 1 store is upgraded on open (the new databases start empty). A build that only
@@ -59,20 +60,6 @@ void lq_store_set_err(lq_store *st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(st->err, sizeof(st->err), fmt, ap);
     va_end(ap);
-}
-
-static void put_le64(uint8_t p[8], uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = n; i > 0; i--)
-        v = (v << 8) | p[i - 1];
-    return v;
 }
 
 /* ---- open / close ------------------------------------------------------------------------- */
@@ -146,7 +133,7 @@ static lq_err open_dbs(lq_store *st)
         what = "mdb_get";
         goto fail;
     } else {
-        uint64_t ver = v.mv_size == 4 ? get_le(v.mv_data, 4) : UINT64_MAX;
+        uint64_t ver = v.mv_size == 4 ? get_u32(v.mv_data) : UINT64_MAX;
         if (ver < STORE_FORMAT_OLDEST || ver > STORE_FORMAT_VERSION) {
             lq_store_set_err(st, "open: store format version %llu is not one this build reads (%u..%u)",
                     (unsigned long long)ver, STORE_FORMAT_OLDEST, STORE_FORMAT_VERSION);
@@ -284,7 +271,7 @@ static int read_counter(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *
         return rc;
     if (v.mv_size != 8)
         return APPLY_CORRUPT;
-    *out = get_le(v.mv_data, 8);
+    *out = get_u64(v.mv_data);
     return 0;
 }
 
@@ -404,7 +391,7 @@ static int write_counter(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t 
     if (rc == 0 && cur >= val)
         return 0; /* counters never go back */
     uint8_t buf[8];
-    put_le64(buf, val);
+    put_u64(buf, val);
     MDB_val k = {strlen(name), (void *)name}, v = {8, buf};
     return mdb_put(txn, meta, &k, &v, 0);
 }
