@@ -90,37 +90,47 @@ addr_of() {
     if [ "$1" = lq-bs ]; then echo "127.0.0.1:${PORT[lq-bs]}"; else echo "127.0.0.1:${PORT[$(proc_of "$1")]}"; fi
 }
 
-# start_proc KEY [keep-data]: starts the process KEY on a free port with data in $tmp/KEY.
+# start_proc KEY [keep-data]: starts the process KEY on a free port with data in $tmp/KEY. The
+# machine is shared: a port found free may be taken before the server binds it, so a server that
+# exits at once is tried again on another port.
 start_proc() {
-    local k=$1 keep=${2:-} d=$tmp/$1 p
+    local k=$1 keep=${2:-} d=$tmp/$1 p try
     [ -n "$keep" ] || rm -rf "$d"
     mkdir -p "$d"
-    [ -n "${PORT[$k]:-}" ] && [ -n "$keep" ] && p=${PORT[$k]} || p=$(free_port)
-    PORT[$k]=$p
-    case $k in
-    lq)
-        local extra=()
-        if [ $has_bs_port = 1 ]; then
-            [ -n "$keep" ] && [ -n "${PORT[lq-bs]:-}" ] || PORT[lq-bs]=$(free_port)
-            extra=(--beanstalk-listen "127.0.0.1:${PORT[lq-bs]}")
-        fi
-        "$LEASEQD" --listen "127.0.0.1:$p" --data-dir "$d/data" --sync full --map-size 32G \
-            --max-connections 20000 --lanes bprio=api:9,app:1 "${extra[@]}" >>"$d/log" 2>&1 &
-        ;;
-    bs-mem) beanstalkd -l 127.0.0.1 -p "$p" -z 200000 >>"$d/log" 2>&1 & ;;
-    bs-f50) beanstalkd -l 127.0.0.1 -p "$p" -z 200000 -b "$d" -f 50 >>"$d/log" 2>&1 & ;;
-    bs-f0) beanstalkd -l 127.0.0.1 -p "$p" -z 200000 -b "$d" -f 0 >>"$d/log" 2>&1 & ;;
-    rd-always | rd-everysec)
-        (cd "$d" && exec redis-server --port "$p" --bind 127.0.0.1 --dir "$d" --appendonly yes \
-            --appendfsync "${k#rd-}" --save '' --maxclients 20000 --protected-mode no --daemonize no \
-            --logfile "$d/log") &
-        ;;
-    esac
-    PID[$k]=$!
-    for _ in $(seq 400); do
-        port_in_use "$p" && return 0
-        kill -0 "${PID[$k]}" 2>/dev/null || break
-        sleep 0.025
+    for try in 1 2 3 4 5; do
+        if [ -n "$keep" ] && [ -n "${PORT[$k]:-}" ] && [ "$try" = 1 ]; then p=${PORT[$k]}; else p=$(free_port); fi
+        PORT[$k]=$p
+        case $k in
+        lq)
+            local extra=()
+            if [ $has_bs_port = 1 ]; then
+                { [ -n "$keep" ] && [ -n "${PORT[lq-bs]:-}" ] && [ "$try" = 1 ]; } || PORT[lq-bs]=$(free_port)
+                extra=(--beanstalk-listen "127.0.0.1:${PORT[lq-bs]}")
+            fi
+            "$LEASEQD" --listen "127.0.0.1:$p" --data-dir "$d/data" --sync full --map-size 32G \
+                --max-connections 20000 --lanes bprio=api:9,app:1 "${extra[@]}" >>"$d/log" 2>&1 &
+            ;;
+        bs-mem) beanstalkd -l 127.0.0.1 -p "$p" -z 200000 >>"$d/log" 2>&1 & ;;
+        bs-f50) beanstalkd -l 127.0.0.1 -p "$p" -z 200000 -b "$d" -f 50 >>"$d/log" 2>&1 & ;;
+        bs-f0) beanstalkd -l 127.0.0.1 -p "$p" -z 200000 -b "$d" -f 0 >>"$d/log" 2>&1 & ;;
+        rd-always | rd-everysec)
+            (cd "$d" && exec redis-server --port "$p" --bind 127.0.0.1 --dir "$d" --appendonly yes \
+                --appendfsync "${k#rd-}" --save '' --maxclients 20000 --protected-mode no --daemonize no \
+                --logfile "$d/log") &
+            ;;
+        esac
+        PID[$k]=$!
+        for _ in $(seq 1200); do
+            if port_in_use "$p"; then
+                sleep 0.05
+                kill -0 "${PID[$k]}" 2>/dev/null && return 0 # still alive: it is ours
+                break
+            fi
+            kill -0 "${PID[$k]}" 2>/dev/null || break
+            sleep 0.025
+        done
+        wait "${PID[$k]}" 2>/dev/null || true
+        unset "PID[$k]"
     done
     echo "run-peers: $k did not start:" >&2
     tail -n 20 "$d/log" >&2 || true
@@ -143,7 +153,8 @@ start_all() { local s; for s in $(for s in $SYSTEMS; do proc_of "$s"; done | sor
 stop_all() { local k; for k in "${!PID[@]}"; do stop_proc "$k"; done; }
 rss_kb() { awk -v f="$2" '$1 == f":" { print $2 }' "/proc/${PID[$1]}/status" 2>/dev/null || echo 0; }
 
-jget() { printf '%s\n' "$1" | grep -o "\"$2\":[^,}]*" | head -n 1 | cut -d: -f2 | tr -d '"'; }
+# (no `| head` anywhere: with pipefail, a writer cut off by head's exit fails the script)
+jget() { if [[ $1 =~ \"$2\":\"?([^,}\"]*) ]]; then echo "${BASH_REMATCH[1]}"; fi; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 declare -A R
@@ -158,9 +169,7 @@ lg() {
         R[$scen,$sys,$run,ok]=0
         return 0
     fi
-    local human json
-    human=$(printf '%s\n' "$out" | head -n 1)
-    json=$(printf '%s\n' "$out" | tail -n 1)
+    local human=${out%%$'\n'*} json=${out##*$'\n'}
     printf '  %-12s %s\n' "$sys" "${human#loadgen }" >&2
     printf '{"scenario":"%s","system":"%s","run":%s,%s\n' "$scen" "$sys" "$run" "${json#\{}" >>"$OUT/runs.jsonl"
     R[$scen,$sys,$run,ok]=1
@@ -217,7 +226,7 @@ table() {
 rounds() { # rounds SCEN FN: calls FN SYS RUN for every run and system
     local scen=$1 fn=$2 r s
     for r in $(seq "$REPEATS"); do
-        echo "$scen, run $r of $REPEATS:" >&2
+        echo "$scen, run $r of $REPEATS (+$((SECONDS - t_begin)) s):" >&2
         for s in $SYSTEMS; do "$fn" "$s" "$r"; done
     done
 }
@@ -225,7 +234,7 @@ rounds() { # rounds SCEN FN: calls FN SYS RUN for every run and system
 # Pre-fill sizes for lease+ack: a bit more than the system drains in one run.
 prefill_of() {
     case $1 in
-    bs-f0) echo 30000 ;;
+    bs-f0) echo 15000 ;;
     lq | lq-bs) echo $((160000 * DUR)) ;;
     *) echo $((110000 * DUR)) ;;
     esac
@@ -282,7 +291,7 @@ t_begin=$SECONDS
     echo "# leaseq side by side with beanstalkd and Redis"
     echo
     echo "$(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r);"
-    echo "leaseq $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty'), $(beanstalkd -v 2>&1 | head -n 1), $(redis-server --version | awk '{ print $1, $2, $3 }');"
+    echo "leaseq $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty'), $(beanstalkd -v 2>&1 || true), $(redis-server --version | awk '{ print $1, $2, $3 }');"
     echo "$(date -u +%Y-%m-%dT%H:%MZ); $REPEATS runs of ${DUR} s per system and scenario, taken in turns (A B A B); loadgen 1 thread, 100-byte jobs unless said."
     echo "disk before: $("$PROBE" "$tmp" 200 | sed 's/^fdatasync of 4 KiB in [^ ]* //')"
 } >"$OUT/results.md"
