@@ -16,7 +16,7 @@
 # Scenarios run in turn; inside each, the systems take turns run by run (A B A B ...), so that
 # a noisy minute hits all of them, and the tables show medians and leaseq/peer ratios of the same
 # run. Results: $OUT (default BUILD/bench-peers)/results.md, the raw JSON lines, and the latency
-# plots docs/perf-*.png. Knobs: BENCH_PEERS_DURATION (s per run, default 3), BENCH_PEERS_REPEATS
+# plots docs/perf-*.png. Knobs: BENCH_PEERS_DURATION (s per run, default 2), BENCH_PEERS_REPEATS
 # (default 3), BENCH_PEERS_SCENARIOS (default "enq100 enq100k la cycle lat prio redeliver mem conn10k"),
 # BENCH_PEERS_SYSTEMS (default: all of the above).
 set -euo pipefail
@@ -28,7 +28,7 @@ LEASEQD=$root/$build/bin/leaseqd
 LOADGEN=$root/$build/bench/loadgen
 PROBE=$root/$build/bench/fsync_probe
 OUT=${BENCH_PEERS_OUT:-$root/$build/bench-peers}
-DUR=${BENCH_PEERS_DURATION:-3}
+DUR=${BENCH_PEERS_DURATION:-2}
 REPEATS=${BENCH_PEERS_REPEATS:-3}
 SCENARIOS=${BENCH_PEERS_SCENARIOS:-enq100 enq100k la cycle lat prio redeliver mem conn10k}
 MEM_JOBS=${BENCH_PEERS_MEM_JOBS:-1000000}
@@ -105,7 +105,7 @@ start_proc() {
             local extra=()
             if [ $has_bs_port = 1 ]; then
                 { [ -n "$keep" ] && [ -n "${PORT[lq-bs]:-}" ] && [ "$try" = 1 ]; } || PORT[lq-bs]=$(free_port)
-                extra=(--beanstalk-listen "127.0.0.1:${PORT[lq-bs]}")
+                extra=(--beanstalk-listen "127.0.0.1:${PORT[lq-bs]}" --beanstalk-max-job-size 200000)
             fi
             "$LEASEQD" --listen "127.0.0.1:$p" --data-dir "$d/data" --sync full --map-size 32G \
                 --max-connections 20000 --lanes bprio=api:9,app:1 "${extra[@]}" >>"$d/log" 2>&1 &
@@ -299,7 +299,7 @@ t_begin=$SECONDS
 for scen in $SCENARIOS; do
     case $scen in
     enq100 | enq100k | la | cycle | lat | prio)
-        [ "$scen" = prio ] && SAVE_SYSTEMS=$SYSTEMS && SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-f0|rl-always)$' | tr '\n' ' ')
+        [ "$scen" = prio ] && SAVE_SYSTEMS=$SYSTEMS && SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|bs-f50|bs-f0|rl-always)$' | tr '\n' ' ')
         start_all
         rounds "$scen" "s_$scen"
         stop_all
@@ -403,7 +403,7 @@ for scen in $SCENARIOS; do
         md "| system | API wait p50 µs | p99 µs | p99.9 µs | max µs | leaseq p99 ÷ this p99 | app jobs/s meanwhile |"
         md "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
         lqp=$(med prio lq waitapi_p99_us)
-        for s in $(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-f0|rl-always)$'); do
+        for s in $(printf '%s\n' $SYSTEMS | grep -E '^(lq|bs-f50|bs-f0|rl-always)$'); do
             md "| $s | $(fmt "$(med prio "$s" waitapi_p50_us)") | $(fmt "$(med prio "$s" waitapi_p99_us)") | $(fmt "$(med prio "$s" waitapi_p999_us)") |" \
                 "$(fmt "$(med prio "$s" waitapi_max_us)") | $(ratio "$lqp" "$(med prio "$s" waitapi_p99_us)") | $(fmt "$(med prio "$s" la_per_s)") |"
         done
@@ -453,7 +453,7 @@ plot() { # plot PNG TITLE PREFIX SYSTEMS...
     shift 3
     command -v gnuplot >/dev/null || { echo "run-peers: no gnuplot, no $png" >&2; return 0; }
     for s in "$@"; do
-        [ -s "$OUT/$prefix-$s-1.dat" ] && spec+=("'$OUT/$prefix-$s-1.dat' using 3:1 with linespoints title '$s'")
+        [ "$(grep -vc '^#' "$OUT/$prefix-$s-1.dat" 2>/dev/null)" -gt 1 ] && spec+=("'$OUT/$prefix-$s-1.dat' using 3:1 with linespoints title '$s'")
     done
     [ ${#spec[@]} -gt 0 ] || return 0
     gnuplot <<EOF
@@ -463,7 +463,7 @@ set title '$title'
 set logscale xy
 set xlabel 'percentile'
 set ylabel 'latency (µs)'
-set xtics ('50%' 2, '90%' 10, '99%' 100, '99.9%' 1000, '99.99%' 10000)
+set xtics ('50%%' 2, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000)
 set grid
 set key left top
 plot $(IFS=,; echo "${spec[*]}")
