@@ -256,9 +256,13 @@ bool lg_enq_done(lg_thread *t, lg_conn *c, unsigned si, unsigned n_ok, bool fail
         return false;
     if (failed && too_many_errors(t))
         return false;
-    t->st.enq_ok += n_ok;
-    if (n_ok)
-        t->st.t_last_ns = now;
+    /* The measured window ends at the stop: replies that trickle in afterwards (in-order
+     * protocols queue them behind blocking takes) would stretch it and understate the rate. */
+    if (!atomic_load_explicit(&lg_stop, memory_order_relaxed)) {
+        t->st.enq_ok += n_ok;
+        if (n_ok)
+            t->st.t_last_ns = now;
+    }
     if (--s->pending > 0)
         return true;
     hist_add(&t->st.lat[LAT_ENQ], now - s->t_sent_ns);
@@ -353,8 +357,10 @@ bool lg_ack_done(lg_thread *t, lg_conn *c, unsigned si, unsigned job_i, bool fai
             return false;
     } else {
         hist_add(&t->st.lat[LAT_CYCLE], now - s->t_sent_ns);
-        t->st.ack_ok++;
-        t->st.t_last_ns = now;
+        if (!atomic_load_explicit(&lg_stop, memory_order_relaxed)) { /* see lg_enq_done */
+            t->st.ack_ok++;
+            t->st.t_last_ns = now;
+        }
     }
     if (--s->pending == 0)
         return slot_next(t, c, si);
