@@ -314,6 +314,16 @@ static uint32_t lane_pop(lq_core *c, uint32_t li)
     return slot;
 }
 
+void lq_queue_unready(lq_core *c, uint32_t slot)
+{
+    lq_job *j = lq_job_at(c, slot);
+    LQ_ASSERT(j->state == LQ_STATE_READY && j->heap_pos != LQ_NONE);
+    lq_tenant *t = lq_job_tenant(c, j);
+    lq_heap_remove(&t->ready, &lq_ready_heap_ops, c, j->heap_pos);
+    if (t->ready.n == 0)
+        ring_remove(c, &c->lanes[t->lane], j->tenant);
+}
+
 uint32_t lq_queue_take(lq_core *c, uint32_t qi, uint64_t now_ms, lq_events *ev)
 {
     for (;;) {
@@ -399,6 +409,7 @@ void lq_queue_lane_stats(const lq_core *c, uint32_t li, lq_lane_stats *s)
     s->delayed = l->delayed;
     s->dead = l->dead;
     s->pending = l->pending;
+    s->expired = l->adm.t.expired;
 }
 
 void lq_queue_check(const lq_core *c)
