@@ -272,8 +272,13 @@ static uint32_t pick_lane(lq_core *c, lq_queue *q)
     int64_t total = 0;
     for (uint32_t i = 0; i < q->n_lanes; i++) {
         lq_lane *l = &c->lanes[q->lanes[i]];
-        if (l->ready == 0 || l->weight == 0 || l->paused)
+        if (l->ready == 0 || l->weight == 0 || l->paused) {
+            /* Like Deficit Round Robin's reset of an empty flow: a lane that sits out starts
+             * level again, so a sparse high-weight lane (api traffic that arrives one job at a
+             * time) is served at once instead of paying back turns it took while alone. */
+            l->cur = 0;
             continue;
+        }
         l->cur += l->weight;
         total += l->weight;
         if (!best || l->cur > best->cur) {
