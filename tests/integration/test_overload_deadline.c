@@ -24,11 +24,12 @@ static int body(const char *tmpdir)
         leaseq_job_spec jk = {.queue = "dl", .payload = "k", .payload_len = 1};
         OV_CHECK(leaseq_enqueue(c, &jk, &keep[i], 5000) == LEASEQ_OK, "enqueue keep");
     }
-    /* a producer waits on an expiring job: the answer comes when the deadline passes */
+    /* a producer waits on an expiring job: the answer comes when the deadline passes (the last
+     * one enqueued: then every earlier deadline has passed too) */
     uint64_t t0 = h_now_ms();
     leaseq_outcome out;
     memset(&out, 0, sizeof out);
-    leaseq_err e = leaseq_wait(c, expiring[0], 10000, &out, 15000);
+    leaseq_err e = leaseq_wait(c, expiring[N - 1], 10000, &out, 15000);
     uint64_t waited = h_now_ms() - t0;
     printf("deadline: wait on a job with a 300 ms deadline: %s state=%s error=\"%s\" after %llu ms\n",
            leaseq_strerror(e), e == LEASEQ_OK ? leaseq_state_name(out.state) : "-", e == LEASEQ_OK ? out.error : "",
@@ -37,7 +38,7 @@ static int body(const char *tmpdir)
     OV_CHECK(waited < 5000, "EXPIRED came late (%llu ms)", (unsigned long long)waited);
     leaseq_outcome_free(&out);
     memset(&out, 0, sizeof out);
-    e = leaseq_wait(c, lane_default[0], 10000, &out, 15000);
+    e = leaseq_wait(c, lane_default[N - 1], 10000, &out, 15000);
     OV_CHECK(e == LEASEQ_OK && out.state == LEASEQ_STATE_EXPIRED, "lane max_wait_ms job: %s", leaseq_strerror(e));
     leaseq_outcome_free(&out);
     h_sleep_ms(100);
