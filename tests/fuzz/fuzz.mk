@@ -44,10 +44,11 @@ $(BUILD)/fuzz/gen_corpus: tests/fuzz/gen_corpus.c $(WIRE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ -lprotobuf-c
 
-# Rewrites the committed seed corpus (one directory per target).
+# Rewrites the committed seed corpus of the native-protocol targets (other targets bring their own).
+FUZZ_NATIVE := frame server
 fuzz-corpus: $(BUILD)/fuzz/gen_corpus
-	for t in $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC)); do mkdir -p tests/fuzz/corpus/$$t; done
-	$(BUILD)/fuzz/gen_corpus $(patsubst tests/fuzz/fuzz_%.c,tests/fuzz/corpus/%,$(FUZZ_SRC))
+	for t in $(FUZZ_NATIVE); do mkdir -p tests/fuzz/corpus/$$t; done
+	$(BUILD)/fuzz/gen_corpus $(addprefix tests/fuzz/corpus/,$(FUZZ_NATIVE))
 
 fuzz: deps $(FUZZ_BIN)
 	@mkdir -p $(BUILD)/fuzz/artifacts
