@@ -3,6 +3,7 @@
 #include "proto/frame.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,20 @@ void lq_config_usage(FILE *f)
           "                          skipped with a warning if busy; \"off\" = none)\n"
           "  --auth FILE             tokens file: lines \"TOKEN ROLE\", role producer|worker|admin\n"
           "  --insecure              allow a non-loopback --listen without --auth\n"
+          "limits (docs/OPERATIONS.md has the table):\n"
+          "  --lane-config QUEUE/LANE:KEY=VALUE,...  lane settings at start (repeatable); keys:\n"
+          "                          weight, max_queued, max_queued_bytes (K/M/G), max_wait_ms,\n"
+          "                          sheddable=0|1\n"
+          "  --low-watermark PCT     storage fill above which sheddable lanes are refused (default 80)\n"
+          "  --high-watermark PCT    storage fill above which every enqueue is refused (default 95)\n"
+          "  --frame-timeout-ms MS   close a connection whose partial frame gets no byte this long\n"
+          "                          (default 10000; 0 = never)\n"
+          "  --hello-timeout-ms MS   close a connection that has not said hello by then\n"
+          "                          (default 5000; 0 = never)\n"
+          "  --send-timeout-ms MS    close a connection whose unsent replies make no progress this\n"
+          "                          long, i.e. a client that stopped reading (default 30000; 0 = never)\n"
+          "  --max-output BYTES      unsent output of one connection before it is closed (default 64M)\n"
+          "  --max-parked N          parked dequeues of all connections (default 65536)\n"
           "  --help                  this text\n",
           f);
 }
@@ -73,7 +88,7 @@ bool lq_parse_bytes(const char *s, uint64_t *out)
     return true;
 }
 
-static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+bool lq_config_parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
 {
     if (s == NULL || *s < '0' || *s > '9')
         return false;
@@ -105,7 +120,7 @@ static bool parse_lanes(lq_queue_flag *q, char *err, size_t err_cap)
             *comma = '\0';
         char *colon = strchr(p, ':');
         uint32_t w = 0;
-        if (colon == NULL || colon == p || !parse_u32(colon + 1, 0, LANE_WEIGHT_MAX, &w)) {
+        if (colon == NULL || colon == p || !lq_config_parse_u32(colon + 1, 0, LANE_WEIGHT_MAX, &w)) {
             snprintf(err, err_cap, "--lanes %.*s: bad lane \"%s\" (want NAME:WEIGHT, weight 0..%u)",
                      (int)q->queue.len, q->queue.ptr, p, LANE_WEIGHT_MAX);
             return false;
@@ -163,11 +178,52 @@ static lq_config_result add_lanes(lq_config *cfg, const char *val, char *err, si
     return LQ_CONFIG_RUN;
 }
 
+#define TIMEOUT_MAX_MS (24u * 3600 * 1000)
+#define OUTPUT_MAX_LIMIT (1ull << 32)
+#define PARKED_MAX_LIMIT (1u << 24)
+
+/* The numeric limit flags. */
+static lq_config_result limit_flag(lq_config *cfg, const char *flag, const char *val, char *err, size_t err_cap)
+{
+    static const struct {
+        const char *flag;
+        size_t off;
+        uint32_t lo, hi;
+    } u32s[] = {
+        {"--low-watermark", offsetof(lq_config, low_watermark_pct), 1, 100},
+        {"--high-watermark", offsetof(lq_config, high_watermark_pct), 1, 100},
+        {"--frame-timeout-ms", offsetof(lq_config, frame_timeout_ms), 0, TIMEOUT_MAX_MS},
+        {"--hello-timeout-ms", offsetof(lq_config, hello_timeout_ms), 0, TIMEOUT_MAX_MS},
+        {"--send-timeout-ms", offsetof(lq_config, send_timeout_ms), 0, TIMEOUT_MAX_MS},
+        {"--max-parked", offsetof(lq_config, max_parked), 1, PARKED_MAX_LIMIT},
+    };
+    for (size_t i = 0; i < sizeof u32s / sizeof u32s[0]; i++) {
+        if (strcmp(flag, u32s[i].flag) != 0)
+            continue;
+        if (!lq_config_parse_u32(val, u32s[i].lo, u32s[i].hi, (uint32_t *)((char *)cfg + u32s[i].off))) {
+            snprintf(err, err_cap, "%s: expected %u..%u, got \"%s\"", flag, u32s[i].lo, u32s[i].hi, val);
+            return LQ_CONFIG_ERROR;
+        }
+        return LQ_CONFIG_RUN;
+    }
+    if (strcmp(flag, "--max-output") == 0) {
+        uint64_t bytes = 0;
+        if (!lq_parse_bytes(val, &bytes) || bytes < (1u << 20) || bytes > OUTPUT_MAX_LIMIT) {
+            snprintf(err, err_cap, "--max-output: expected 1M..4G (suffix K/M/G), got \"%s\"", val);
+            return LQ_CONFIG_ERROR;
+        }
+        cfg->max_output_bytes = bytes;
+    }
+    return LQ_CONFIG_RUN;
+}
+
 static const char *const value_flags[] = {"--listen", "--data-dir", "--sync", "--map-size", "--lanes",
                                           "--max-payload", "--max-connections", "--unix", "--log-level",
                                           "--result-retention", "--http-listen", "--auth",
                                           "--beanstalk-listen", "--beanstalk-max-job-size",
-                                          "--beanstalk-lanes"};
+                                          "--beanstalk-lanes", "--lane-config", "--low-watermark",
+                                          "--high-watermark", "--frame-timeout-ms", "--hello-timeout-ms",
+                                          "--send-timeout-ms", "--max-output", "--max-parked"};
 
 lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *err, size_t err_cap)
 {
@@ -183,6 +239,13 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
     cfg->http_listen = "127.0.0.1:7421";
     cfg->beanstalk_max_job = 65535;
     cfg->beanstalk_default_ttr_s = 120;
+    cfg->low_watermark_pct = 80;
+    cfg->high_watermark_pct = 95;
+    cfg->frame_timeout_ms = 10000;
+    cfg->hello_timeout_ms = 5000;
+    cfg->send_timeout_ms = 30000;
+    cfg->max_output_bytes = 64ull << 20;
+    cfg->max_parked = 65536;
     err[0] = '\0';
 
     for (int i = 1; i < argc; i++) {
@@ -256,7 +319,7 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
             }
             cfg->max_payload_bytes = (uint32_t)bytes;
         } else if (strcmp(flag, "--max-connections") == 0) {
-            if (!parse_u32(val, 1, CONNECTIONS_MAX_LIMIT, &cfg->max_connections)) {
+            if (!lq_config_parse_u32(val, 1, CONNECTIONS_MAX_LIMIT, &cfg->max_connections)) {
                 snprintf(err, err_cap, "--max-connections: expected 1..%u, got \"%s\"", CONNECTIONS_MAX_LIMIT, val);
                 return LQ_CONFIG_ERROR;
             }
@@ -266,7 +329,7 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
                 return LQ_CONFIG_ERROR;
             }
         } else if (strcmp(flag, "--result-retention") == 0) {
-            if (!parse_u32(val, 0, RETENTION_MAX_MS, &cfg->result_retention_ms)) {
+            if (!lq_config_parse_u32(val, 0, RETENTION_MAX_MS, &cfg->result_retention_ms)) {
                 snprintf(err, err_cap, "--result-retention: expected 0..%u ms, got \"%s\"", RETENTION_MAX_MS, val);
                 return LQ_CONFIG_ERROR;
             }
@@ -301,11 +364,21 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
         } else if (strcmp(flag, "--lanes") == 0) {
             if (add_lanes(cfg, val, err, err_cap) != LQ_CONFIG_RUN)
                 return LQ_CONFIG_ERROR;
+        } else if (strcmp(flag, "--lane-config") == 0) {
+            if (lq_config_add_lane_flag(cfg, val, err, err_cap) != LQ_CONFIG_RUN)
+                return LQ_CONFIG_ERROR;
+        } else if (limit_flag(cfg, flag, val, err, err_cap) != LQ_CONFIG_RUN) {
+            return LQ_CONFIG_ERROR;
         }
     }
     if (cfg->beanstalk_max_job > cfg->max_payload_bytes) {
         snprintf(err, err_cap, "--beanstalk-max-job-size %u is over --max-payload %u", cfg->beanstalk_max_job,
                  cfg->max_payload_bytes);
+        return LQ_CONFIG_ERROR;
+    }
+    if (cfg->low_watermark_pct > cfg->high_watermark_pct) {
+        snprintf(err, err_cap, "--low-watermark (%u) is above --high-watermark (%u)", cfg->low_watermark_pct,
+                 cfg->high_watermark_pct);
         return LQ_CONFIG_ERROR;
     }
     return LQ_CONFIG_RUN;
@@ -320,4 +393,11 @@ void lq_config_free(lq_config *cfg)
     }
     cfg->queues = NULL;
     cfg->n_queues = 0;
+    if (cfg->lane_flags != NULL) {
+        for (uint32_t i = 0; i < cfg->n_lane_flags; i++)
+            free(cfg->lane_flags[i].text);
+        free(cfg->lane_flags);
+    }
+    cfg->lane_flags = NULL;
+    cfg->n_lane_flags = 0;
 }

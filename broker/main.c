@@ -12,13 +12,19 @@
 #include "log.h"
 #include "server.h"
 
-/* Each connection is one descriptor; LMDB, the rings and the listeners need a few more. */
+/* Each connection is one descriptor; LMDB, the rings and the listeners need a few more. The
+ * soft limit goes up to the hard one: a broker is the process that should hold them. */
 static void raise_fd_limit(uint32_t max_connections)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
     rlim_t want = (rlim_t)max_connections + 256;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
     if (rl.rlim_cur >= want)
         return;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;

@@ -35,6 +35,10 @@ static void on_open(void *ctx, lq_conn_id id, void *user)
     s->metrics.conns_accepted++;
     if (sc->proto == SRV_PROTO_BEANSTALK)
         bs_on_open(s, sc);
+    /* the hello timeout is the native protocol's; beanstalk has no handshake (an HTTP
+     * connection keeps it: its one request must come in time) */
+    if (sc->proto == SRV_PROTO_BEANSTALK)
+        lq_loop_conn_ready(s->loop, id);
 }
 
 static size_t on_data(void *ctx, lq_conn_id id, void *user, const uint8_t *data, size_t len, size_t *need)
@@ -206,6 +210,7 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
     cc.seed = random_seed();
     if (cc.max_sessions < cfg->max_connections)
         cc.max_sessions = cfg->max_connections;
+    cc.max_parked = cfg->max_parked;
     e = lq_core_create(&cc, &s->core);
     if (e == LQ_OK)
         e = srv_ops_init(s);
@@ -227,11 +232,14 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
     if (e != LQ_OK)
         goto fail;
     e = configure_queues(s);
+    if (e == LQ_OK)
+        e = srv_apply_lane_flags(s);
     if (e != LQ_OK)
         goto fail;
     e = srv_ops_load_config(s); /* operators' changes win over the --lanes weights */
     if (e != LQ_OK)
         goto fail;
+    srv_fill_sample(s);
     e = srv_batches_init(s);
     if (e != LQ_OK)
         goto fail;
@@ -246,11 +254,18 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
         .max_connections = cfg->max_connections,
         .user_size = sizeof(srv_conn),
         .in_max = frame_max,
-        .out_max = SRV_OUT_MAX_BYTES > 2 * frame_max ? SRV_OUT_MAX_BYTES : 2 * frame_max,
-        .out_pause = SRV_OUT_PAUSE_BYTES,
+        /* one reply frame must always fit */
+        .out_max = cfg->max_output_bytes > frame_max ? cfg->max_output_bytes : frame_max,
+        .out_pause = SRV_OUT_PAUSE_BYTES < cfg->max_output_bytes / 2 ? SRV_OUT_PAUSE_BYTES : cfg->max_output_bytes / 2,
         .linger_ms = LINGER_MS,
+        .hello_timeout_ms = cfg->hello_timeout_ms,
+        .frame_timeout_ms = cfg->frame_timeout_ms,
+        .send_timeout_ms = cfg->send_timeout_ms,
     };
-    lq_loop_handlers h = {.on_open = on_open, .on_data = on_data, .on_close = on_close};
+    s->reject_len = srv_reject_frame(s->reject, sizeof s->reject);
+    lo.reject_bytes = s->reject;
+    lo.reject_len = s->reject_len;
+    lq_loop_handlers h = {.on_open = on_open, .on_data = on_data, .on_close = on_close, .on_timeout = srv_on_timeout};
     e = lq_loop_create(&lo, &h, s, &s->loop);
     if (e != LQ_OK)
         goto fail;
@@ -285,6 +300,11 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
             bound, bs_bound, cfg->unix_path ? cfg->unix_path : "-", cfg->data_dir, sync_name(cfg->sync),
             (unsigned long long)cfg->map_size_bytes, cfg->max_payload_bytes, cfg->max_connections,
             cfg->result_retention_ms, lq_loop_setup_flags(s->loop));
+    LQ_LOGI("limits", "low_watermark_pct=%u high_watermark_pct=%u fill_pct=%llu hello_timeout_ms=%u "
+            "frame_timeout_ms=%u send_timeout_ms=%u max_output=%llu max_parked=%u",
+            cfg->low_watermark_pct, cfg->high_watermark_pct,
+            (unsigned long long)(s->fill_map ? s->fill_used * 100 / s->fill_map : 0), cfg->hello_timeout_ms,
+            cfg->frame_timeout_ms, cfg->send_timeout_ms, (unsigned long long)lo.out_max, cfg->max_parked);
     *out = s;
     return LQ_OK;
 fail:
@@ -381,6 +401,36 @@ lq_err lq_server_run(lq_server *s)
             (unsigned long long)s->commits, (unsigned long long)s->commit_failures,
             s->committing ? "true" : "false");
     return LQ_OK;
+}
+
+/* ---- driving the request path without a network client (fuzzing, tests) ------------------- */
+
+lq_err lq_server_test_conn(lq_server *s, int fd, uint64_t *conn)
+{
+    return lq_loop_adopt(s->loop, fd, conn);
+}
+
+size_t lq_server_test_feed(lq_server *s, uint64_t conn, const uint8_t *data, size_t len)
+{
+    void *user = lq_loop_user(s->loop, conn);
+    size_t need = 0;
+    return user != NULL ? on_data(s, conn, user, data, len, &need) : 0;
+}
+
+void lq_server_test_pump(lq_server *s, int timeout_ms)
+{
+    (void)lq_loop_run_once(s->loop, timeout_ms);
+    before_sleep(s);
+}
+
+bool lq_server_test_idle(lq_server *s)
+{
+    return !s->committing && srv_batch_empty(srv_open_batch(s));
+}
+
+void lq_server_test_close(lq_server *s, uint64_t conn)
+{
+    lq_loop_close(s->loop, conn, false);
 }
 
 void lq_server_destroy(lq_server *s)

@@ -495,6 +495,7 @@ void srv_on_commit_ready(void *ctx, const void *data, int res)
     lq_hist_observe(&s->metrics.commit_seconds, (double)us / 1e6);
     /* Later reads must see what this batch wrote (new jobs become leasable below). */
     srv_read_end(s);
+    srv_fill_sample(s); /* watermarks: what this commit filled or freed */
     if (err != LQ_OK || dropped) {
         /* A full map fails every batch with new jobs: one line a second, with the count. */
         s->commit_failures++;

@@ -88,6 +88,7 @@ typedef struct {
     bool duplicate;       /* idempotency key matched job_id (no job was created) */
     uint8_t dup_of;       /* DUP_*: the original was PENDING in this or the in-flight batch, so
                            * the duplicate shares its fate */
+    uint32_t retry_after_ms; /* QUEUE_FULL / STORAGE_FULL: the hint for the producer */
 } srv_item;
 
 /* One of the two batches (double buffering): the open one fills while the other commits. */
@@ -199,6 +200,11 @@ struct lq_server {
     bool storage_high_seen;     /* last result of srv_storage_high (its crossings are logged) */
     uint64_t denied_logged_ms, denied_unlogged;
     struct bs_server *bs;       /* owner: server; the beanstalk listener, NULL if off */
+    /* storage watermarks (server_limits.c): the last sample of the map's fill */
+    uint64_t fill_used, fill_map, fill_low, fill_high;
+    int fill_level;             /* 0 below the low watermark, 1 above it, 2 above the high one */
+    uint8_t reject[256];        /* error frame for connections over --max-connections */
+    size_t reject_len;
 };
 
 uint64_t srv_now(const lq_server *s);
@@ -297,6 +303,17 @@ size_t srv_http_data(lq_server *s, srv_conn *sc, const uint8_t *data, size_t len
 bool srv_storage_high(lq_server *s);
 void srv_metric_lease(lq_server *s, const lq_lease *l);          /* a lease was granted */
 void srv_metric_lease_end(lq_server *s, uint64_t job_id, bool observe); /* ... ended */
+/* server_limits.c */
+/* Samples the map's fill level (after every commit, and at start); logs watermark crossings. */
+void srv_fill_sample(lq_server *s);
+/* LQ_OK, or STORAGE_FULL for an enqueue to queue/lane at the current fill level. O(1). */
+lq_err srv_storage_admit(lq_server *s, lq_str queue, lq_str lane);
+/* Applies the --lane-config flags (after --lanes). INVALID_ARGUMENT if the core refuses one. */
+lq_err srv_apply_lane_flags(lq_server *s);
+/* Encodes the error frame sent to a connection refused at --max-connections; 0 if it does not fit. */
+size_t srv_reject_frame(uint8_t *buf, size_t cap);
+/* Handler: a connection ran past its hello or frame timeout. */
+void srv_on_timeout(void *ctx, lq_conn_id id, void *user, const char *what);
 
 /* server_reply.c */
 /* Packs r (+ payload) as one frame into the connection's output. false if it was dropped. */

@@ -98,6 +98,7 @@ void srv_reply_enqueue(lq_server *s, lq_conn_id conn, uint64_t request_id, const
             leaseq__error__init(&errs[i]);
             errs[i].code = (Leaseq__ErrorCode)lq_err_wire((lq_err)items[i].err);
             errs[i].message = (char *)srv_err_text((lq_err)items[i].err);
+            errs[i].retry_after_ms = items[i].retry_after_ms;
             res[i].error = &errs[i];
         }
     }

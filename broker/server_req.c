@@ -44,6 +44,7 @@ static bool req_hello(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__He
     }
     sc->session = session;
     sc->hello_done = true;
+    lq_loop_conn_ready(s->loop, sc->id);
     Leaseq__HelloReply hr = LEASEQ__HELLO_REPLY__INIT;
     hr.protocol_version = 1;
     hr.server_name = (char *)SERVER_NAME;
@@ -130,7 +131,9 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
         uint64_t job_id = 0;
         bool dup = false;
         uint8_t dup_of = DUP_NONE;
-        lq_err e = encode_headers(s, it, &put.headers, &put.headers_len);
+        lq_err e = srv_storage_admit(s, er.queue, er.lane);
+        if (e == LQ_OK)
+            e = encode_headers(s, it, &put.headers, &put.headers_len);
         if (e == LQ_OK)
             e = lq_core_enqueue_ex(s->core, now, &er, &job_id, &dup, &s->ev);
         if (e == LQ_OK && dup) {
@@ -160,6 +163,10 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
             srv_send_error(s, sc->id, rid, LQ_E_INTERNAL, "out of memory");
             return true;
         }
+        if (e == LQ_E_QUEUE_FULL)
+            b->items[b->n_items - 1].retry_after_ms = lq_core_lane_retry_after_ms(s->core, now, er.queue, er.lane);
+        else if (e == LQ_E_STORAGE_FULL)
+            b->items[b->n_items - 1].retry_after_ms = 1000; /* the next commits may free space */
         if (e == LQ_OK) {
             b->items[b->n_items - 1].duplicate = dup;
             b->items[b->n_items - 1].dup_of = dup_of;
@@ -384,6 +391,7 @@ static bool req_stats(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__St
         ls->delayed = st->delayed;
         ls->dead = st->dead;
         ls->pending = st->pending;
+        ls->expired = st->expired;
         lptr[i] = ls;
         qs[nq - 1].n_lanes++;
     }

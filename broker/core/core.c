@@ -173,6 +173,7 @@ void lq_core_destroy(lq_core *c)
     lq_map_free(&c->tenant_by_key);
     lq_map_free(&c->waiter_by_handle);
     lq_heap_free(&c->lease_heap);
+    lq_expiry_free(&c->expiry);
     lq_heap_free(&c->delayed_heap);
     lq_heap_free(&c->stall_heap);
     lq_heap_free(&c->wait_heap);
@@ -261,6 +262,8 @@ lq_err lq_core_enqueue_ex(lq_core *c, uint64_t now_ms, const lq_enqueue_req *req
     j->tenant = ti;
     j->flags = req->idem_key.len ? LQ_JOB_F_IDEM : 0;
     lq_job_set_state(c, slot, LQ_STATE_PENDING);
+    if (j->deadline_ms)
+        lq_expiry_add(c, j->deadline_ms, j->id);
 
     const lq_lane *l = &c->lanes[li];
     lq_ev *ev_put = lq_ev_add(ev, LQ_EV_JOB_PUT, j->id);
@@ -323,6 +326,7 @@ uint64_t lq_core_tick(lq_core *c, uint64_t now_ms, lq_events *ev)
     for (uint32_t si; (si = lq_heap_top(&c->stall_heap)) != LQ_NONE && lq_session_stall_at(c, si) <= now_ms;)
         lq_session_stall(c, now_ms, si, ev);
     lq_waiters_expire(c, now_ms, ev);
+    lq_expiry_run(c, now_ms, ev); /* before serving: an expired job is never leased */
     lq_queue_unpause_due(c, now_ms); /* before serving, like quarantine lifts below */
     lq_health_tick(c, now_ms); /* before serving: lifted workers' parked dequeues get their turn */
     lq_waiters_serve(c, now_ms, ev);
@@ -342,6 +346,7 @@ uint64_t lq_core_tick(lq_core *c, uint64_t now_ms, lq_events *ev)
     next = min_u64(next, lq_health_next(c));
     next = min_u64(next, lq_jobwait_next(c));
     next = min_u64(next, c->next_unpause_ms);
+    next = min_u64(next, lq_expiry_next(c, now_ms));
     /* a sweep cut short by its budget goes on in the next tick */
     uint64_t idem = lq_idem_next(c);
     next = min_u64(next, idem > now_ms ? idem : lq_add_sat(now_ms, 1));
@@ -432,6 +437,8 @@ lq_err lq_core_restore_job(lq_core *c, uint64_t now_ms, const lq_job_rec *rec)
     j->tenant = ti;
     j->flags = keyed ? LQ_JOB_F_IDEM : 0;
     place_job(c, now_ms, slot, state);
+    if (j->deadline_ms && state != LQ_STATE_DEAD)
+        lq_expiry_add(c, j->deadline_ms, j->id);
     if (rec->id >= c->next_id)
         c->next_id = rec->id + 1;
     if (rec->seq >= c->next_seq)

@@ -286,6 +286,7 @@ typedef struct {
     lq_str queue, lane;
     uint32_t weight;
     uint64_t ready, leased, delayed, dead, pending;
+    uint64_t expired; /* counter: jobs whose deadline passed before dispatch (since start) */
 } lq_lane_stats;
 
 typedef void (*lq_lane_stats_fn)(void *ctx, const lq_lane_stats *s);
@@ -381,6 +382,17 @@ lq_err lq_core_lane_get(const lq_core *core, lq_str queue, lq_str lane, lq_lane_
 /* Applies every field (creating the queue and lane if missing, in a configured queue too:
  * this is configuration). Lifting a pause serves parked dequeues at the next tick. */
 lq_err lq_core_lane_set(lq_core *core, uint64_t now_ms, lq_str queue, lq_str lane, const lq_lane_settings *s);
+
+/* ---- admission: drain rate --------------------------------------------------------------- */
+
+/* For a QUEUE_FULL answer: how long (ms) until the lane is likely to take jobs again, from its
+ * drain rate (an exponentially weighted average of leases granted per second, half-life 1 s,
+ * updated on every grant) and how far it is over its limits: the time to drain back to 90 % of
+ * them, clamped to 10..30000 ms; 1000 when nothing drains the lane. 0 if the lane does not
+ * exist or is under its limits. O(1) after the name lookups. */
+uint32_t lq_core_lane_retry_after_ms(const lq_core *core, uint64_t now_ms, lq_str queue, lq_str lane);
+/* The lane's current drain-rate estimate (leases per second); 0 if unknown. */
+double lq_core_lane_drain_rate(const lq_core *core, uint64_t now_ms, lq_str queue, lq_str lane);
 
 /* Debug builds and tests: walks every structure and asserts its invariants (O(n)). */
 void lq_core_check(const lq_core *core);

@@ -3,6 +3,7 @@
 #define LQ_CORE_INT_H
 
 #include "core.h"
+#include "expiry.h"
 #include "health.h"
 #include "heap.h"
 #include "idem.h"
@@ -72,6 +73,8 @@ struct lq_core {
     lq_map idem_by_hash;   /* hash(queue, key) -> entry */
     lq_map idem_by_job;    /* job id -> entry, for jobs flagged LQ_JOB_F_IDEM */
     lq_heap idem_heap;     /* finished entries by expiry */
+
+    lq_expiry expiry;      /* queued jobs with a deadline, for prompt expiry (expiry.h) */
 
     bool restoring_done;
     uint64_t bs_bury_ctr;  /* beanstalk bury order (bs.c): kept in a DEAD job's time_ms */

@@ -2,6 +2,7 @@
  *
  * A paused lane keeps its jobs and its counters, but its ready jobs leave its queue's `ready`
  * sum, so every dispatch path (which trusts that sum) skips it without a test of its own. */
+#include <math.h>
 #include <string.h>
 
 #include "core_int.h"
@@ -112,4 +113,79 @@ lq_err lq_core_lane_set(lq_core *c, uint64_t now_ms, lq_str queue, lq_str lane, 
     if (s->paused && s->paused_until_ms != 0 && s->paused_until_ms < c->next_unpause_ms)
         c->next_unpause_ms = s->paused_until_ms;
     return LQ_OK;
+}
+
+/* ---- drain rate and retry hints ----------------------------------------------------------- */
+
+#define RATE_WIN_MS 1000u
+#define RETRY_MIN_MS 10u
+#define RETRY_MAX_MS 30000u
+#define RETRY_IDLE_MS 1000u
+
+/* The estimate as of now_ms, folding the current window in once it is complete: the weight of
+ * a window of `el` ms is 1 - 2^(-el/1000), so a lane that stopped draining decays to 0. */
+static double rate_at(const lq_lane *l, uint64_t now_ms, bool *fold)
+{
+    uint64_t el = now_ms > l->rate_win_ms ? now_ms - l->rate_win_ms : 0;
+    *fold = el >= RATE_WIN_MS;
+    if (!*fold)
+        return l->rate_per_s > 0 || el == 0 ? l->rate_per_s : l->rate_win_n * 1000.0 / (double)el;
+    double inst = l->rate_win_n * 1000.0 / (double)el;
+    double a = 1.0 - exp2(-(double)el / RATE_WIN_MS);
+    return l->rate_per_s + a * (inst - l->rate_per_s);
+}
+
+void lq_lane_note_grant(lq_lane *l, uint64_t now_ms)
+{
+    bool fold;
+    double r = rate_at(l, now_ms, &fold);
+    if (fold || l->rate_win_ms == 0) {
+        l->rate_per_s = l->rate_win_ms == 0 ? 0 : r;
+        l->rate_win_ms = now_ms;
+        l->rate_win_n = 0;
+    }
+    if (l->rate_win_n < UINT32_MAX)
+        l->rate_win_n++;
+}
+
+static const lq_lane *find(const lq_core *c, lq_str queue, lq_str lane)
+{
+    uint32_t qi;
+    if (lq_queue_get((lq_core *)c, queue, false, &qi) != LQ_OK)
+        return NULL;
+    uint32_t li = lq_queue_find_lane(c, qi, lane);
+    return li == LQ_NONE ? NULL : &c->lanes[li];
+}
+
+double lq_core_lane_drain_rate(const lq_core *c, uint64_t now_ms, lq_str queue, lq_str lane)
+{
+    const lq_lane *l = find(c, queue, lane);
+    bool fold;
+    return l ? rate_at(l, now_ms, &fold) : 0;
+}
+
+uint32_t lq_core_lane_retry_after_ms(const lq_core *c, uint64_t now_ms, lq_str queue, lq_str lane)
+{
+    const lq_lane *l = find(c, queue, lane);
+    if (l == NULL)
+        return 0;
+    uint64_t queued = l->ready + l->delayed + l->pending;
+    /* jobs to drain before the lane is back at 90 % of its limits */
+    double need = 0;
+    if (l->max_queued && queued >= l->max_queued)
+        need = (double)queued - (double)l->max_queued * 0.9 + 1;
+    if (l->max_queued_bytes && l->queued_bytes >= l->max_queued_bytes * 9 / 10 && queued > 0) {
+        double per_job = (double)l->queued_bytes / (double)queued;
+        double over = ((double)l->queued_bytes - (double)l->max_queued_bytes * 0.9) / (per_job > 0 ? per_job : 1) + 1;
+        if (over > need)
+            need = over;
+    }
+    if (need <= 0)
+        return 0;
+    bool fold;
+    double rate = rate_at(l, now_ms, &fold);
+    if (rate < 0.001)
+        return RETRY_IDLE_MS;
+    double ms = need * 1000.0 / rate;
+    return ms < RETRY_MIN_MS ? RETRY_MIN_MS : ms > RETRY_MAX_MS ? RETRY_MAX_MS : (uint32_t)ms;
 }

@@ -56,7 +56,8 @@ void lq_lease_grant_slot(lq_core *c, uint64_t now_ms, uint32_t si, uint32_t slot
     /* A heartbeating session renews all its leases at once: they never expire one by one. */
     if (c->sessions[si].heartbeat_ms == 0)
         lq_must(lq_heap_push(&c->lease_heap, &lq_lease_heap_ops, c, slot));
-    const lq_lane *l = lq_job_lane(c, j);
+    lq_lane *l = lq_job_lane(c, j);
+    lq_lane_note_grant(l, now_ms);
     const lq_tenant *t = lq_job_tenant(c, j);
     *out = (lq_lease){
         .job_id = j->id,

@@ -272,8 +272,13 @@ static uint32_t pick_lane(lq_core *c, lq_queue *q)
     int64_t total = 0;
     for (uint32_t i = 0; i < q->n_lanes; i++) {
         lq_lane *l = &c->lanes[q->lanes[i]];
-        if (l->ready == 0 || l->weight == 0 || l->paused)
+        if (l->ready == 0 || l->weight == 0 || l->paused) {
+            /* Like Deficit Round Robin's reset of an empty flow: a lane that sits out starts
+             * level again, so a sparse high-weight lane (api traffic that arrives one job at a
+             * time) is served at once instead of paying back turns it took while alone. */
+            l->cur = 0;
             continue;
+        }
         l->cur += l->weight;
         total += l->weight;
         if (!best || l->cur > best->cur) {
@@ -312,6 +317,16 @@ static uint32_t lane_pop(lq_core *c, uint32_t li)
     else
         l->ring_head = t->ring_next;
     return slot;
+}
+
+void lq_queue_unready(lq_core *c, uint32_t slot)
+{
+    lq_job *j = lq_job_at(c, slot);
+    LQ_ASSERT(j->state == LQ_STATE_READY && j->heap_pos != LQ_NONE);
+    lq_tenant *t = lq_job_tenant(c, j);
+    lq_heap_remove(&t->ready, &lq_ready_heap_ops, c, j->heap_pos);
+    if (t->ready.n == 0)
+        ring_remove(c, &c->lanes[t->lane], j->tenant);
 }
 
 uint32_t lq_queue_take(lq_core *c, uint32_t qi, uint64_t now_ms, lq_events *ev)
@@ -399,6 +414,7 @@ void lq_queue_lane_stats(const lq_core *c, uint32_t li, lq_lane_stats *s)
     s->delayed = l->delayed;
     s->dead = l->dead;
     s->pending = l->pending;
+    s->expired = l->adm.t.expired;
 }
 
 void lq_queue_check(const lq_core *c)

@@ -27,6 +27,11 @@ typedef struct {
     uint64_t paused_until_ms;
     bool sheddable, paused;    /* a paused lane's ready jobs are not in its queue's `ready` */
     lq_lane_admin adm;         /* operations: totals and rates (admin.h) */
+    /* drain rate for QUEUE_FULL's retry_after_ms: grants are counted per window and folded
+     * into an exponentially weighted average of leases per second (half-life one window) */
+    uint64_t rate_win_ms;      /* start of the current window */
+    uint32_t rate_win_n;       /* grants in it */
+    double rate_per_s;
 } lq_lane;
 
 typedef struct {
@@ -68,6 +73,12 @@ void lq_queue_remove_ready(lq_core *c, uint32_t slot);
  * it on), or LQ_NONE. Jobs whose deadline has passed are deleted on the way (JOB_DELETE
  * EXPIRED). */
 uint32_t lq_queue_take(lq_core *c, uint32_t qi, uint64_t now_ms, lq_events *ev);
+
+/* Takes a READY job out of its tenant's heap (and the lane's ring if that empties); its state
+ * stays READY for the caller to move on (lq_job_finish). */
+void lq_queue_unready(lq_core *c, uint32_t slot);
+/* A lease of lane li was granted at now_ms (drain-rate estimate). */
+void lq_lane_note_grant(lq_lane *l, uint64_t now_ms);
 
 /* The lane of queue qi named `lane` (empty = "default") or LQ_NONE; never creates. */
 uint32_t lq_queue_find_lane(const lq_core *c, uint32_t qi, lq_str lane);

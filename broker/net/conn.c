@@ -212,6 +212,7 @@ void lqn_on_recv(lq_loop *l, struct conn *c, int res)
         return;
     }
     c->in_len += (size_t)res;
+    c->last_recv_ns = lq_mono_ns();
     size_t need = 0;
     size_t used = l->h.on_data(l->ctx, lqn_conn_id(c), c->user, c->in, c->in_len, &need);
     if (c->state != C_OPEN)
@@ -269,6 +270,8 @@ void lqn_on_send(lq_loop *l, struct conn *c, int res)
         return;
     }
     c->send_off += (size_t)res;
+    if (res > 0)
+        c->out_since_ns = lq_mono_ns();
     if (c->send_off >= c->sending.len) {
         c->sending.len = 0;
         c->send_off = 0;
@@ -337,8 +340,59 @@ void lq_loop_out_commit(lq_loop *l, lq_conn_id id, size_t n)
     if (c == NULL || c->state != C_OPEN)
         return;
     LQ_ASSERT(c->pend.cap - c->pend.len >= n);
+    if (out_backlog(c) == 0)
+        c->out_since_ns = lq_mono_ns();
     c->pend.len += n;
     lqn_mark_dirty(l, c);
+}
+
+void lq_loop_conn_ready(lq_loop *l, lq_conn_id id)
+{
+    struct conn *c = lqn_conn_get(l, id);
+    if (c != NULL)
+        c->ready = true;
+}
+
+static void timed_out(lq_loop *l, struct conn *c, const char *what)
+{
+    l->timed_out++;
+    uint64_t now = lq_mono_ns();
+    if (now - l->timed_out_logged_ns > 10000000000ull) {
+        LQ_LOGI("closing connections past their timeouts", "last=%s slot=%u closed_total=%llu", what, c->slot,
+                (unsigned long long)l->timed_out);
+        l->timed_out_logged_ns = now;
+    }
+    if (strcmp(what, "send") != 0 && l->h.on_timeout != NULL)
+        l->h.on_timeout(l->ctx, lqn_conn_id(c), c->user, what);
+    conn_begin_close(l, c, strcmp(what, "send") != 0); /* no-op if the handler closed it */
+}
+
+/* One pass over the connections (every LQ_LOOP_SWEEP_MS): O(max_connections), a few hundred
+ * microseconds at 100k slots, and no per-connection timer to keep current on every byte. */
+void lqn_sweep_timeouts(lq_loop *l, uint64_t now_ns)
+{
+    const lq_loop_opts *o = &l->opts;
+    uint64_t hello = (uint64_t)o->hello_timeout_ms * 1000000u, frame = (uint64_t)o->frame_timeout_ms * 1000000u,
+             send = (uint64_t)o->send_timeout_ms * 1000000u;
+    if (hello == 0 && frame == 0 && send == 0)
+        return;
+    for (uint32_t s = 0, seen = 0; s < o->max_connections && seen < l->n_conns; s++) {
+        struct conn *c = l->conns[s];
+        if (c == NULL)
+            continue;
+        seen++;
+        if (c->state != C_OPEN)
+            continue;
+        /* While the loop itself does not read (backpressure), the peer is not the one stalling. */
+        if (c->paused || l->stop_reading || out_backlog(c) >= o->out_pause)
+            c->last_recv_ns = now_ns;
+        if (hello && !c->ready && now_ns - c->opened_ns > hello)
+            timed_out(l, c, "hello");
+        else if (frame && c->in_len > 0 && now_ns - c->last_recv_ns > frame)
+            timed_out(l, c, "frame");
+        else if (send && out_backlog(c) > 0 && now_ns - c->out_since_ns > send)
+            timed_out(l, c, "send");
+    }
 }
 
 void lq_loop_pause(lq_loop *l, lq_conn_id id, bool paused)

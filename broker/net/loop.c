@@ -46,6 +46,40 @@ static void arm_reader(lq_loop *l, uint32_t i)
 
 /* ---- completions ---------------------------------------------------------------------- */
 
+/* Takes fd as a new connection (needs a free slot). */
+static lq_err conn_add(lq_loop *l, int fd, uint32_t tag, lq_conn_id *id)
+{
+    if (l->n_free == 0)
+        return LQ_E_LIMIT;
+    struct conn *c = calloc(1, sizeof *c + l->opts.user_size); /* owner: loop, conn_release */
+    uint8_t *in = malloc(IN_INIT_BYTES);                       /* owner: conn */
+    if (c == NULL || in == NULL) {
+        free(c);
+        free(in);
+        return LQ_E_NOMEM;
+    }
+    uint32_t slot = l->free_slots[--l->n_free];
+    c->fd = fd;
+    c->slot = slot;
+    c->gen = l->gens[slot];
+    c->state = C_OPEN;
+    c->in = in;
+    c->in_cap = IN_INIT_BYTES;
+    c->tag = tag;
+    c->opened_ns = c->last_recv_ns = lq_mono_ns();
+    l->conns[slot] = c;
+    l->n_conns++;
+    *id = lqn_conn_id(c);
+    l->h.on_open(l->ctx, *id, c->user);
+    lqn_mark_dirty(l, c);
+    return LQ_OK;
+}
+
+lq_err lq_loop_adopt(lq_loop *l, int fd, lq_conn_id *id)
+{
+    return conn_add(l, fd, 0, id);
+}
+
 static void on_accept(lq_loop *l, uint32_t li, const struct io_uring_cqe *cqe)
 {
     struct listener *ls = &l->listeners[li];
@@ -67,6 +101,8 @@ static void on_accept(lq_loop *l, uint32_t li, const struct io_uring_cqe *cqe)
         return;
     }
     if (l->n_free == 0) {
+        if (l->opts.reject_len > 0 && ls->tag == 0) /* best effort: room for one small frame */
+            (void)!send(fd, l->opts.reject_bytes, l->opts.reject_len, MSG_DONTWAIT | MSG_NOSIGNAL);
         close(fd);
         l->rejected++;
         uint64_t now = lq_mono_ns();
@@ -77,29 +113,13 @@ static void on_accept(lq_loop *l, uint32_t li, const struct io_uring_cqe *cqe)
         }
         return;
     }
-    struct conn *c = calloc(1, sizeof *c + l->opts.user_size); /* owner: loop, conn_release */
-    uint8_t *in = malloc(IN_INIT_BYTES);                       /* owner: conn */
-    if (c == NULL || in == NULL) {
-        free(c);
-        free(in);
-        close(fd);
-        LQ_LOGE("out of memory accepting a connection", "connections=%u", l->n_conns);
-        return;
-    }
     if (!ls->is_unix)
         lq_sock_tune_accepted(fd);
-    uint32_t slot = l->free_slots[--l->n_free];
-    c->fd = fd;
-    c->slot = slot;
-    c->gen = l->gens[slot];
-    c->state = C_OPEN;
-    c->in = in;
-    c->in_cap = IN_INIT_BYTES;
-    c->tag = ls->tag;
-    l->conns[slot] = c;
-    l->n_conns++;
-    l->h.on_open(l->ctx, lqn_conn_id(c), c->user);
-    lqn_mark_dirty(l, c);
+    lq_conn_id id;
+    if (conn_add(l, fd, ls->tag, &id) != LQ_OK) {
+        close(fd);
+        LQ_LOGE("out of memory accepting a connection", "connections=%u", l->n_conns);
+    }
 }
 
 static void on_reader(lq_loop *l, uint32_t i, int res)
@@ -353,9 +373,21 @@ lq_err lq_loop_run_once(lq_loop *l, int timeout_ms)
                 arm_accept(l, i);
         }
     }
+    uint64_t now_ns = lq_mono_ns();
+    if (now_ns - l->last_sweep_ns >= (uint64_t)LQ_LOOP_SWEEP_MS * 1000000u) {
+        l->last_sweep_ns = now_ns;
+        lqn_sweep_timeouts(l, now_ns);
+        if (l->n_notify > 0) {
+            lqn_notify_closes(l);
+            timeout_ms = 0;
+        }
+    }
     lqn_flush_dirty(l);
     if (l->n_lingering > 0 && (timeout_ms < 0 || timeout_ms > 50))
         timeout_ms = 50;
+    /* the sweep must get its turn while connections are open */
+    if (l->n_conns > 0 && (timeout_ms < 0 || timeout_ms > (int)LQ_LOOP_SWEEP_MS))
+        timeout_ms = (int)LQ_LOOP_SWEEP_MS;
     if (timeout_ms < 0)
         timeout_ms = 0;
     struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};

@@ -35,6 +35,10 @@ typedef struct {
     /* The connection is gone for the handler (peer closed, error, or lq_loop_close): called
      * exactly once, outside on_data. Its id is stale from now on. */
     void (*on_close)(void *ctx, lq_conn_id id, void *user);
+    /* Optional: the connection ran past its hello or frame timeout (what = "hello" or "frame").
+     * The handler should answer and close it (lq_loop_close); if it leaves it open, or the
+     * handler is NULL, the loop closes it. */
+    void (*on_timeout)(void *ctx, lq_conn_id id, void *user, const char *what);
 } lq_loop_handlers;
 
 typedef struct {
@@ -44,7 +48,19 @@ typedef struct {
     size_t out_max;            /* unsent output cap; beyond it the connection is dropped */
     size_t out_pause;          /* unsent output above which reading pauses (backpressure) */
     uint32_t linger_ms;        /* how long a closing connection may take to flush */
+    /* Timeouts (0 = none), checked by a sweep every LQ_LOOP_SWEEP_MS, so they fire up to that
+     * much late. */
+    uint32_t hello_timeout_ms; /* until lq_loop_conn_ready is called for the connection */
+    uint32_t frame_timeout_ms; /* a partial frame buffered and no byte received for this long */
+    uint32_t send_timeout_ms;  /* unsent output and no byte of it sent for this long: the peer
+                                * stopped reading; closed without flushing */
+    /* Written (best effort, non-blocking) to a connection refused at max_connections before it
+     * is closed, e.g. an error frame. Not owned; must outlive the loop. */
+    const uint8_t *reject_bytes;
+    size_t reject_len;
 } lq_loop_opts;
+
+#define LQ_LOOP_SWEEP_MS 250
 
 typedef struct lq_loop lq_loop;
 
@@ -82,6 +98,13 @@ void *lq_loop_user_any(lq_loop *l, lq_conn_id id);
  * connection is then closed without flushing). */
 uint8_t *lq_loop_out_reserve(lq_loop *l, lq_conn_id id, size_t n);
 void lq_loop_out_commit(lq_loop *l, lq_conn_id id, size_t n);
+
+/* Takes an already connected socket (e.g. one end of a socketpair, for tests) as a connection;
+ * the loop owns fd from then on (also on failure: LQ_E_LIMIT, LQ_E_NOMEM, fd not closed then). */
+lq_err lq_loop_adopt(lq_loop *l, int fd, lq_conn_id *id);
+
+/* The connection passed its hello: the hello timeout no longer applies. */
+void lq_loop_conn_ready(lq_loop *l, lq_conn_id id);
 
 /* Stops (or resumes) reading from a connection, e.g. while it has too many replies waiting
  * on a commit. */

@@ -54,6 +54,10 @@ struct conn {
     struct obuf sending; /* the one send in flight */
     size_t send_off;
     uint64_t linger_deadline_ns;
+    bool ready;              /* said hello (lq_loop_conn_ready) */
+    uint64_t opened_ns;      /* accepted at */
+    uint64_t last_recv_ns;   /* last byte received (or reading resumed) */
+    uint64_t out_since_ns;   /* last progress of unsent output (or when it started) */
     max_align_t user[]; /* handler state, opts.user_size bytes */
 };
 
@@ -93,6 +97,8 @@ struct lq_loop {
     uint32_t n_listeners;
     bool listening, accept_blocked, stop_reading;
     uint64_t rejected, rejected_logged_ns;
+    uint64_t last_sweep_ns;
+    uint64_t timed_out, timed_out_logged_ns;
     struct reader readers[READERS_MAX];
     uint32_t n_readers;
 };
@@ -107,5 +113,6 @@ void lqn_notify_closes(lq_loop *l);
 void lqn_flush_dirty(lq_loop *l);
 void lqn_on_recv(lq_loop *l, struct conn *c, int res);
 void lqn_on_send(lq_loop *l, struct conn *c, int res);
+void lqn_sweep_timeouts(lq_loop *l, uint64_t now_ns);
 
 #endif
