@@ -75,7 +75,7 @@ BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # their fragment: EXTRA_ALL (built by `all`), EXTRA_TESTS (built by `tests`), DEB_PACKAGES.
 EXTRA_ALL :=
 EXTRA_TESTS :=
--include $(sort $(wildcard */*.mk))
+-include $(sort $(wildcard */*.mk */*/*.mk))
 
 all: $(LEASEQD) $(LEASEQCTL) $(LIBLEASEQ_A) $(LIBLEASEQ_SO) $(BUILD)/lib/pkgconfig/leaseq.pc $(EXTRA_ALL)
 

@@ -1,2 +1,0 @@
-# The Makefile includes */*.mk (one folder deep); the benchmark rules live beside their sources.
-include tests/bench/bench.mk
