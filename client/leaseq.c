@@ -603,6 +603,7 @@ static leaseq_err take_stats(leaseq *c, const Leaseq__StatsReply *r, leaseq_stat
             ls->delayed = rl->delayed;
             ls->dead = rl->dead;
             ls->pending = rl->pending;
+            ls->expired = rl->expired;
         }
     }
     LQC_ASSERT((size_t)(cursor - (char *)s) == total);

@@ -187,6 +187,7 @@ typedef struct {
     char *name;
     uint32_t weight;
     uint64_t ready, leased, delayed, dead, pending;
+    uint64_t expired;  /* jobs whose deadline passed before dispatch, since the broker started */
 } leaseq_lane_stats;
 
 typedef struct {
