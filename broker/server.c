@@ -195,6 +195,8 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
         return LQ_E_NOMEM;
     s->cfg = cfg;
     s->signal_fd = signal_fd;
+    srv_slots_init(&s->waiters, sizeof(srv_waiter));
+    srv_slots_init(&s->jobwaits, sizeof(srv_jobwait));
     lq_clock_init(&s->clock);
     s->start_ms = srv_now(s);
     lq_metrics_init(&s->metrics);

@@ -48,12 +48,9 @@ void srv_batches_free(lq_server *s)
         free(b->items);
         memset(b, 0, sizeof *b);
     }
-    for (uint32_t i = 0; i < s->n_waiters; i++)
-        free(s->waiters[i].leases);
-    free(s->waiters);
-    free(s->free_waiters);
-    s->waiters = NULL;
-    s->free_waiters = NULL;
+    for (uint32_t i = 0; i < s->waiters.n; i++)
+        free(((srv_waiter *)srv_slots_at(&s->waiters, i))->leases);
+    srv_slots_fini(&s->waiters);
 }
 
 srv_batch *srv_open_batch(lq_server *s)
@@ -117,53 +114,29 @@ lq_err srv_item_push(lq_server *s, uint64_t job_id, lq_err err)
 
 /* ---- waiters -------------------------------------------------------------------------- */
 
+/* The parked-dequeue list of the connection a slot belongs to, NULL if it is gone. */
+static srv_slot_list *waiter_list(lq_server *s, const srv_slot *slot)
+{
+    srv_conn *sc = lq_loop_user_any(s->loop, slot->conn);
+    return sc != NULL ? &sc->waiters : NULL;
+}
+
 lq_err srv_waiter_alloc(lq_server *s, uint64_t *handle)
 {
-    uint32_t i;
-    if (s->n_free_waiters > 0) {
-        i = s->free_waiters[--s->n_free_waiters];
-    } else {
-        if (grow((void **)&s->waiters, &s->cap_waiters, s->n_waiters + 1, sizeof *s->waiters) != LQ_OK)
-            return LQ_E_NOMEM;
-        uint32_t fcap = s->cap_waiters;
-        uint32_t *nf = realloc(s->free_waiters, (size_t)fcap * sizeof *nf); /* owner: server */
-        if (nf == NULL)
-            return LQ_E_NOMEM;
-        s->free_waiters = nf;
-        i = s->n_waiters++;
-        memset(&s->waiters[i], 0, sizeof s->waiters[i]);
-    }
-    srv_waiter *w = &s->waiters[i];
-    w->gen++;
-    w->live = false;
-    w->n_leases = 0;
-    w->prev = w->next = 0;
-    *handle = (uint64_t)i | (uint64_t)w->gen << 32;
-    return LQ_OK;
+    lq_err e = srv_slots_alloc(&s->waiters, handle);
+    if (e == LQ_OK)
+        srv_waiter_get(s, *handle)->n_leases = 0;
+    return e;
 }
 
 srv_waiter *srv_waiter_get(lq_server *s, uint64_t handle)
 {
-    uint32_t i = (uint32_t)handle;
-    if (i >= s->n_waiters || s->waiters[i].gen != (uint32_t)(handle >> 32))
-        return NULL;
-    return &s->waiters[i];
+    return srv_slots_get(&s->waiters, handle);
 }
 
 void srv_waiter_park(lq_server *s, srv_conn *sc, uint64_t handle, uint64_t request_id)
 {
-    srv_waiter *w = srv_waiter_get(s, handle);
-    LQ_ASSERT(w != NULL && !w->live);
-    uint32_t i = (uint32_t)handle;
-    w->live = true;
-    w->conn = sc->id;
-    w->request_id = request_id;
-    w->prev = 0;
-    w->next = sc->waiters;
-    if (sc->waiters)
-        s->waiters[sc->waiters - 1].prev = i + 1;
-    sc->waiters = i + 1;
-    sc->parked++;
+    srv_slots_park(&s->waiters, &sc->waiters, handle, sc->id, request_id);
 }
 
 void srv_waiter_free(lq_server *s, uint64_t handle)
@@ -171,54 +144,30 @@ void srv_waiter_free(lq_server *s, uint64_t handle)
     srv_waiter *w = srv_waiter_get(s, handle);
     if (w == NULL)
         return;
-    uint32_t i = (uint32_t)handle;
-    if (w->live) {
-        srv_conn *sc = lq_loop_user_any(s->loop, w->conn);
-        if (sc != NULL) {
-            if (w->prev)
-                s->waiters[w->prev - 1].next = w->next;
-            else
-                sc->waiters = w->next;
-            if (w->next)
-                s->waiters[w->next - 1].prev = w->prev;
-            sc->parked--;
-        }
-        w->live = false;
-    }
-    w->gen++; /* the handle goes stale at once */
-    w->n_leases = 0;
-    s->free_waiters[s->n_free_waiters++] = i;
+    srv_slots_free(&s->waiters, w->slot.live ? waiter_list(s, &w->slot) : NULL, handle);
+}
+
+static void cancel_waiter(void *ctx, uint64_t handle)
+{
+    lq_core_waiter_cancel(((lq_server *)ctx)->core, handle);
 }
 
 /* The connection is closing: its waiters are cancelled in the core and forgotten here. */
 void srv_waiters_drop_conn(lq_server *s, srv_conn *sc)
 {
-    uint32_t k = sc->waiters;
-    while (k) {
-        srv_waiter *w = &s->waiters[k - 1];
-        uint32_t next = w->next;
-        uint64_t handle = (uint64_t)(k - 1) | (uint64_t)w->gen << 32;
-        lq_core_waiter_cancel(s->core, handle);
-        w->live = false; /* unlinked wholesale below */
-        w->gen++;
-        w->n_leases = 0;
-        s->free_waiters[s->n_free_waiters++] = k - 1;
-        k = next;
-    }
-    sc->waiters = 0;
-    sc->parked = 0;
+    srv_slots_drop_list(&s->waiters, &sc->waiters, cancel_waiter, s);
 }
 
 /* Shutdown: every parked dequeue gets its (empty) answer now. */
 void srv_waiters_answer_all(lq_server *s)
 {
-    for (uint32_t i = 0; i < s->n_waiters; i++) {
-        srv_waiter *w = &s->waiters[i];
-        if (!w->live)
+    for (uint32_t i = 0; i < s->waiters.n; i++) {
+        srv_waiter *w = srv_slots_at(&s->waiters, i);
+        if (!w->slot.live)
             continue;
-        uint64_t handle = (uint64_t)i | (uint64_t)w->gen << 32;
+        uint64_t handle = srv_slots_handle(&s->waiters, i);
         lq_core_waiter_cancel(s->core, handle);
-        srv_reply_dequeue(s, w->conn, w->request_id, w->leases, w->n_leases);
+        srv_reply_dequeue(s, w->slot.conn, w->slot.request_id, w->leases, w->n_leases);
         srv_waiter_free(s, handle);
     }
     srv_apply_events(s, NULL);
@@ -227,7 +176,7 @@ void srv_waiters_answer_all(lq_server *s)
 void srv_waiter_add_lease(lq_server *s, uint64_t handle, const lq_lease *l)
 {
     srv_waiter *w = srv_waiter_get(s, handle);
-    if (w == NULL || !w->live ||
+    if (w == NULL || !w->slot.live ||
         grow((void **)&w->leases, &w->cap_leases, w->n_leases + 1, sizeof *w->leases) != LQ_OK) {
         /* Cannot deliver: the lease expires and the job is requeued then. */
         LQ_LOGE("lease for an unknown waiter", "job=%llu", (unsigned long long)l->job_id);
@@ -239,9 +188,9 @@ void srv_waiter_add_lease(lq_server *s, uint64_t handle, const lq_lease *l)
 static void waiter_done(lq_server *s, uint64_t handle)
 {
     srv_waiter *w = srv_waiter_get(s, handle);
-    if (w == NULL || !w->live)
+    if (w == NULL || !w->slot.live)
         return;
-    srv_reply_dequeue(s, w->conn, w->request_id, w->leases, w->n_leases);
+    srv_reply_dequeue(s, w->slot.conn, w->slot.request_id, w->leases, w->n_leases);
     srv_waiter_free(s, handle);
 }
 

@@ -220,9 +220,9 @@ static void render_metrics(lq_server *s, tbuf *b)
     head(b, "leaseq_connections_accepted_total", "counter", "Connections accepted.");
     tb_printf(b, "leaseq_connections_accepted_total %llu\n", (unsigned long long)m->conns_accepted);
     head(b, "leaseq_parked_dequeues", "gauge", "Dequeues waiting for a job.");
-    tb_printf(b, "leaseq_parked_dequeues %u\n", s->n_waiters - s->n_free_waiters);
+    tb_printf(b, "leaseq_parked_dequeues %u\n", srv_slots_live(&s->waiters));
     head(b, "leaseq_parked_waits", "gauge", "Producers waiting for a job's outcome.");
-    tb_printf(b, "leaseq_parked_waits %u\n", s->n_jobwaits - s->n_free_jobwaits);
+    tb_printf(b, "leaseq_parked_waits %u\n", srv_slots_live(&s->jobwaits));
     head(b, "leaseq_commits_total", "counter", "Group commits done.");
     tb_printf(b, "leaseq_commits_total %llu\n", (unsigned long long)s->commits);
     head(b, "leaseq_commit_failures_total", "counter", "Group commits that failed or dropped new jobs.");

@@ -32,6 +32,7 @@
 #include "proto/frame.h"
 #include "store/committer.h"
 #include "store/store.h"
+#include "srv_slots.h"
 
 #define SRV_ENQUEUE_ITEMS_MAX 4096     /* items in one enqueue frame */
 #define SRV_DEFERRED_PAUSE 1024        /* requests of one connection waiting on a commit: stop reading */
@@ -54,10 +55,8 @@ typedef struct {
     bool paused;          /* reading paused: too many replies waiting on commits */
     uint32_t deferred;    /* requests whose reply waits on a commit */
     uint64_t deferred_bytes; /* payload bytes of those requests */
-    uint32_t parked;      /* parked dequeues */
-    uint32_t waiters;     /* first parked waiter's index + 1; 0 = none */
-    uint32_t jobwaits;    /* parked job waits */
-    uint32_t jobwait_head; /* first parked job wait's index + 1; 0 = none */
+    srv_slot_list waiters;  /* its parked dequeues (s->waiters) */
+    srv_slot_list jobwaits; /* its parked job waits (s->jobwaits) */
     uint8_t role;         /* lq_role from hello (ADMIN without a tokens file) */
     uint8_t proto;        /* SRV_PROTO_*: from its listener's tag */
     bool http_done;       /* HTTP: answered, closing */
@@ -101,13 +100,9 @@ typedef struct {
     bool failed;            /* an update/delete could not be added (out of memory) */
 } srv_batch;
 
-/* A parked dequeue. Handle for the core: index | generation << 32. */
+/* A parked dequeue (an element of s->waiters; its slot handle is the core's waiter). */
 typedef struct {
-    lq_conn_id conn;
-    uint64_t request_id;
-    uint32_t gen;
-    bool live;
-    uint32_t prev, next;    /* the connection's list of parked waiters, index + 1 */
+    srv_slot slot;
     lq_lease *leases;       /* owner: server; granted so far, kept across reuse */
     uint32_t n_leases, cap_leases;
 } srv_waiter;
@@ -122,14 +117,10 @@ typedef struct {
     bool failed;            /* set if the put could not be added to the batch */
 } srv_put_ctx;
 
-/* A parked job wait. Handle for the core: index | generation << 32. */
+/* A parked job wait (an element of s->jobwaits; its slot handle is the core's waiter). */
 typedef struct {
-    lq_conn_id conn;
-    uint64_t request_id;
+    srv_slot slot;
     uint64_t job_id;
-    uint32_t gen;
-    bool live;
-    uint32_t prev, next;    /* the connection's list of parked job waits, index + 1 */
 } srv_jobwait;
 
 /* Results not yet swept, by expiry (coarse buckets, oldest first): when a sweep is worth a
@@ -158,14 +149,8 @@ struct lq_server {
     uint8_t *scratch;           /* owner: server; encoded HeaderList of one item */
     size_t scratch_cap;
     lq_lease lease_buf[LQ_DEQUEUE_MAX];
-    srv_waiter *waiters;        /* owner: server */
-    uint32_t n_waiters, cap_waiters;
-    uint32_t *free_waiters;     /* owner: server; stack of unused indexes */
-    uint32_t n_free_waiters;
-    srv_jobwait *jobwaits;      /* owner: server */
-    uint32_t n_jobwaits, cap_jobwaits;
-    uint32_t *free_jobwaits;    /* owner: server; stack of unused indexes */
-    uint32_t n_free_jobwaits;
+    srv_slots waiters;          /* srv_waiter: parked dequeues */
+    srv_slots jobwaits;         /* srv_jobwait: parked job waits */
     lq_conn_id *sess_conn;      /* owner: server; session id -> its connection (Workers) */
     uint32_t cap_sess_conn;
     /* Ack being applied: its result goes with the JOB_DELETE of ack_job. */

@@ -208,7 +208,7 @@ static bool req_dequeue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
     for (size_t i = 0; i < q->n_queues; i++)
         queues[i] = str_of(q->queues[i]);
     uint32_t wait_ms = s->stopping ? 0 : q->wait_ms;
-    if (wait_ms > 0 && sc->parked >= SRV_PARKED_PER_CONN_MAX) {
+    if (wait_ms > 0 && sc->waiters.count >= SRV_PARKED_PER_CONN_MAX) {
         srv_send_error(s, sc->id, rid, LQ_E_INVALID_ARGUMENT, "dequeue: too many parked dequeues on this connection");
         return true;
     }

@@ -15,57 +15,9 @@
 
 /* ---- the table of parked job waits ------------------------------------------------------- */
 
-static lq_err jobwait_alloc(lq_server *s, uint64_t *handle)
-{
-    uint32_t i;
-    if (s->n_free_jobwaits > 0) {
-        i = s->free_jobwaits[--s->n_free_jobwaits];
-    } else {
-        if (s->n_jobwaits == s->cap_jobwaits) {
-            uint32_t cap = s->cap_jobwaits ? s->cap_jobwaits * 2 : 64;
-            srv_jobwait *nw = realloc(s->jobwaits, (size_t)cap * sizeof *nw); /* owner: server */
-            if (nw == NULL)
-                return LQ_E_NOMEM;
-            s->jobwaits = nw;
-            uint32_t *nf = realloc(s->free_jobwaits, (size_t)cap * sizeof *nf); /* owner: server */
-            if (nf == NULL)
-                return LQ_E_NOMEM; /* the larger table is harmless: cap unchanged */
-            s->free_jobwaits = nf;
-            s->cap_jobwaits = cap;
-        }
-        i = s->n_jobwaits++;
-        memset(&s->jobwaits[i], 0, sizeof s->jobwaits[i]);
-    }
-    srv_jobwait *w = &s->jobwaits[i];
-    w->gen++;
-    w->live = false;
-    *handle = (uint64_t)i | (uint64_t)w->gen << 32;
-    return LQ_OK;
-}
-
 static srv_jobwait *jobwait_get(lq_server *s, uint64_t handle)
 {
-    uint32_t i = (uint32_t)handle;
-    if (i >= s->n_jobwaits || s->jobwaits[i].gen != (uint32_t)(handle >> 32))
-        return NULL;
-    return &s->jobwaits[i];
-}
-
-static void jobwait_park(lq_server *s, srv_conn *sc, uint64_t handle, uint64_t rid, uint64_t job_id)
-{
-    srv_jobwait *w = jobwait_get(s, handle);
-    LQ_ASSERT(w != NULL && !w->live);
-    uint32_t i = (uint32_t)handle;
-    w->live = true;
-    w->conn = sc->id;
-    w->request_id = rid;
-    w->job_id = job_id;
-    w->prev = 0;
-    w->next = sc->jobwait_head;
-    if (sc->jobwait_head)
-        s->jobwaits[sc->jobwait_head - 1].prev = i + 1;
-    sc->jobwait_head = i + 1;
-    sc->jobwaits++;
+    return srv_slots_get(&s->jobwaits, handle);
 }
 
 /* Unlinks (if parked) and frees; the handle goes stale at once. */
@@ -74,60 +26,36 @@ static void jobwait_free(lq_server *s, uint64_t handle)
     srv_jobwait *w = jobwait_get(s, handle);
     if (w == NULL)
         return;
-    uint32_t i = (uint32_t)handle;
-    if (w->live) {
-        srv_conn *sc = lq_loop_user_any(s->loop, w->conn);
-        if (sc != NULL) {
-            if (w->prev)
-                s->jobwaits[w->prev - 1].next = w->next;
-            else
-                sc->jobwait_head = w->next;
-            if (w->next)
-                s->jobwaits[w->next - 1].prev = w->prev;
-            sc->jobwaits--;
-        }
-        w->live = false;
-    }
-    w->gen++;
-    s->free_jobwaits[s->n_free_jobwaits++] = i;
+    srv_conn *sc = w->slot.live ? lq_loop_user_any(s->loop, w->slot.conn) : NULL;
+    srv_slots_free(&s->jobwaits, sc != NULL ? &sc->jobwaits : NULL, handle);
+}
+
+static void cancel_jobwait(void *ctx, uint64_t handle)
+{
+    lq_core_wait_cancel(((lq_server *)ctx)->core, handle);
 }
 
 void srv_jobwaits_drop_conn(lq_server *s, srv_conn *sc)
 {
-    uint32_t k = sc->jobwait_head;
-    while (k) {
-        srv_jobwait *w = &s->jobwaits[k - 1];
-        uint32_t next = w->next;
-        lq_core_wait_cancel(s->core, (uint64_t)(k - 1) | (uint64_t)w->gen << 32);
-        w->live = false; /* unlinked wholesale below */
-        w->gen++;
-        s->free_jobwaits[s->n_free_jobwaits++] = k - 1;
-        k = next;
-    }
-    sc->jobwait_head = 0;
-    sc->jobwaits = 0;
+    srv_slots_drop_list(&s->jobwaits, &sc->jobwaits, cancel_jobwait, s);
 }
 
 void srv_jobwaits_answer_all(lq_server *s)
 {
-    for (uint32_t i = 0; i < s->n_jobwaits; i++) {
-        srv_jobwait *w = &s->jobwaits[i];
-        if (!w->live)
+    for (uint32_t i = 0; i < s->jobwaits.n; i++) {
+        srv_jobwait *w = srv_slots_at(&s->jobwaits, i);
+        if (!w->slot.live)
             continue;
-        uint64_t handle = (uint64_t)i | (uint64_t)w->gen << 32;
+        uint64_t handle = srv_slots_handle(&s->jobwaits, i);
         lq_core_wait_cancel(s->core, handle);
-        srv_send_error(s, w->conn, w->request_id, LQ_E_UNAVAILABLE, "broker shutting down; wait again later");
+        srv_send_error(s, w->slot.conn, w->slot.request_id, LQ_E_UNAVAILABLE, "broker shutting down; wait again later");
         jobwait_free(s, handle);
     }
 }
 
 void srv_jobwaits_free(lq_server *s)
 {
-    free(s->jobwaits);
-    free(s->free_jobwaits);
-    s->jobwaits = NULL;
-    s->free_jobwaits = NULL;
-    s->n_jobwaits = s->cap_jobwaits = s->n_free_jobwaits = 0;
+    srv_slots_fini(&s->jobwaits);
 }
 
 /* ---- answers ----------------------------------------------------------------------------- */
@@ -222,10 +150,10 @@ void srv_wait_complete(lq_server *s, const srv_deferred *d, bool ok, lq_err err)
 void srv_jobwait_done(lq_server *s, uint64_t handle, uint64_t job_id, uint8_t state, bool stored_now)
 {
     srv_jobwait *w = jobwait_get(s, handle);
-    if (w == NULL || !w->live)
+    if (w == NULL || !w->slot.live)
         return;
-    lq_conn_id conn = w->conn;
-    uint64_t rid = w->request_id;
+    lq_conn_id conn = w->slot.conn;
+    uint64_t rid = w->slot.request_id;
     jobwait_free(s, handle);
     srv_conn *sc = lq_loop_user(s->loop, conn);
     if (sc == NULL)
@@ -255,12 +183,12 @@ bool srv_req_wait(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__Wait *
         srv_send_error(s, sc->id, rid, LQ_E_INVALID_ARGUMENT, "wait: job_id is required");
         return true;
     }
-    if (sc->jobwaits >= SRV_JOBWAITS_PER_CONN_MAX) {
+    if (sc->jobwaits.count >= SRV_JOBWAITS_PER_CONN_MAX) {
         srv_send_error(s, sc->id, rid, LQ_E_INVALID_ARGUMENT, "wait: too many waits on this connection");
         return true;
     }
     uint64_t handle = 0;
-    if (jobwait_alloc(s, &handle) != LQ_OK) {
+    if (srv_slots_alloc(&s->jobwaits, &handle) != LQ_OK) {
         srv_send_error(s, sc->id, rid, LQ_E_INTERNAL, "out of memory");
         return true;
     }
@@ -270,7 +198,8 @@ bool srv_req_wait(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__Wait *
     uint8_t state = 0;
     lq_err e = lq_core_wait_job(s->core, srv_now(s), q->job_id, handle, timeout, &parked, &state);
     if (e == LQ_OK && parked) {
-        jobwait_park(s, sc, handle, rid, q->job_id);
+        srv_slots_park(&s->jobwaits, &sc->jobwaits, handle, sc->id, rid);
+        jobwait_get(s, handle)->job_id = q->job_id;
         return true;
     }
     jobwait_free(s, handle);
