@@ -105,7 +105,8 @@ $(BUILD)/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# Header dependencies of every object, fragments' objects (e.g. $(BUILD)/fuzz/obj) included.
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 $(LIBBROKER_A): $(BROKER_OBJ) $(WIRE_OBJ)
 	@mkdir -p $(dir $@)

@@ -34,7 +34,7 @@ $(BUILD)/fuzz/obj/gen/leaseq.pb-c.o: $(GEN_C)
 
 $(BUILD)/fuzz/obj/%.o: %.c $(GEN_H)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -Wall -Wno-unused-parameter -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -Wall -Wno-unused-parameter -MMD -MP -c $< -o $@
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJ)
 	@mkdir -p $(dir $@)
