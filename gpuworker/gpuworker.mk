@@ -12,8 +12,20 @@
 
 DEB_PACKAGES += libpng-dev libjpeg62-turbo-dev
 
-GW_NVCC := $(if $(filter 1,$(SAN)),,$(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc)))
-GW_CUDA_HOME := $(patsubst %/bin/nvcc,%,$(GW_NVCC))
+GW_NVCC_FOUND := $(if $(filter 1,$(SAN)),,$(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc)))
+# nvcc may be a wrapper script (/usr/local/bin/nvcc -> exec /usr/local/cuda-X/bin/nvcc), so the toolkit
+# root is asked of nvcc itself (its TOP), never guessed from where the command sits; cudart_static is
+# then looked for where toolkits put it. No cudart_static = no CUDA backend, never a broken link.
+GW_CUDA_HOME := $(if $(GW_NVCC_FOUND),$(shell $(GW_NVCC_FOUND) --dryrun -x cu -c /dev/null -o /dev/null 2>&1 \
+                  | sed -n 's/^#\$$ TOP=//p' | head -n1))
+GW_CUDART := $(firstword $(foreach d,$(wildcard $(GW_CUDA_HOME)/targets/*/lib) $(GW_CUDA_HOME)/lib64 \
+               $(GW_CUDA_HOME)/lib $(patsubst %/bin/nvcc,%,$(GW_NVCC_FOUND))/lib64,$(wildcard $(d)/libcudart_static.a)))
+GW_NVCC := $(if $(GW_CUDART),$(GW_NVCC_FOUND))
+ifneq ($(GW_NVCC_FOUND),)
+ifeq ($(GW_CUDART),)
+$(info gpuworker: $(GW_NVCC_FOUND) found but no libcudart_static.a under "$(GW_CUDA_HOME)"; CPU backend only)
+endif
+endif
 # SASS for Ampere, Ada and Hopper; PTX of compute_90 so newer GPUs JIT it.
 GW_CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86 \
                 -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=[sm_90,compute_90]
@@ -27,14 +39,14 @@ GW_LIB := $(BUILD)/lib/libgpuworker.a
 GW_SYSLIBS := -lpng -ljpeg -lm
 ifneq ($(GW_NVCC),)
 GW_CUDA_OBJ := $(BUILD)/obj/gpuworker/cuda/backend_cuda.o
-GW_SYSLIBS += -L$(GW_CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+GW_SYSLIBS += -L$(dir $(GW_CUDART)) -lcudart_static -ldl -lrt -lstdc++
 $(GW_CUDA_OBJ): gpuworker/cuda/backend_cuda.cu gpuworker/pixmath.h gpuworker/backend.h gpuworker/ops.h \
                 gpuworker/image.h
 	@mkdir -p $(dir $@)
 	$(GW_NVCC) $(GW_NVCC_FLAGS) -c $< -o $@
 else
 GW_CUDA_OBJ := $(call obj,gpuworker/cuda/cuda_stub.c)
-ifneq ($(SAN),1)
+ifeq ($(SAN)$(GW_NVCC_FOUND),)
 $(info gpuworker: nvcc not found; leaseq-gpuworker is built without CUDA (CPU backend only))
 endif
 endif
