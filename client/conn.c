@@ -1,4 +1,5 @@
 #include "conn.h"
+#include "resolve.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -229,14 +230,13 @@ lqc_io lqc_conn_open(lqc_conn *c, const char *addr, uint64_t deadline_ms)
         memcpy(sun.sun_path, host, strlen(host) + 1);
         fd = connect_one(c, AF_UNIX, (const struct sockaddr *)&sun, sizeof sun, deadline_ms, addr);
     } else {
-        /* getaddrinfo cannot be bounded by a deadline; numeric hosts and /etc/hosts names
-         * answer at once, and a DNS name is the caller's choice. */
-        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-        struct addrinfo *res = NULL;
-        int gai = getaddrinfo(host, port, &hints, &res); /* owner: freed below */
-        if (gai != 0) {
-            set_err(c, "resolve %s: %s", host, gai_strerror(gai));
-            return LQC_IO_CLOSED;
+        struct addrinfo *res = NULL; /* owner: freed below */
+        char why[sizeof c->err];
+        switch (lqc_resolve(host, port, deadline_ms, &res, why, sizeof why)) {
+        case LQC_RESOLVE_OK: break;
+        case LQC_RESOLVE_TIMEOUT: set_err(c, "%s", why); return LQC_IO_TIMEOUT;
+        case LQC_RESOLVE_NOMEM: set_err(c, "%s", why); return LQC_IO_NOMEM;
+        case LQC_RESOLVE_FAILED: set_err(c, "%s", why); return LQC_IO_CLOSED;
         }
         for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
             fd = connect_one(c, ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline_ms, addr);
