@@ -201,7 +201,7 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
     s->start_ms = srv_now(s);
     lq_metrics_init(&s->metrics);
     lq_events_init(&s->ev);
-    s->last_durable = true;
+    s->done_hist[0].durable = s->done_hist[1].durable = true;
     lq_err e = LQ_E_NOMEM;
     if (lq_arena_init(&s->arena, ARENA_CHUNK_BYTES, ARENA_CAP_BYTES) != 0 ||
         lq_arena_init(&s->out_arena, ARENA_CHUNK_BYTES, OUT_ARENA_CAP_BYTES) != 0)
@@ -292,6 +292,7 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
         if (e != LQ_OK)
             goto fail;
     }
+    lq_loop_set_wait_hook(s->loop, srv_wait_hook, s);
     e = lq_loop_add_reader(s->loop, lq_committer_eventfd(s->committer), sizeof(uint64_t), srv_on_commit_ready, s);
     if (e == LQ_OK && signal_fd >= 0)
         e = lq_loop_add_reader(s->loop, signal_fd, sizeof(struct signalfd_siginfo), on_signal, s);
@@ -361,7 +362,7 @@ static int wait_ms(const lq_server *s)
 static bool shutdown_step(lq_server *s)
 {
     uint64_t now = srv_now(s);
-    bool quiet = !s->committing && srv_batch_empty(srv_open_batch(s));
+    bool quiet = s->n_inflight == 0 && srv_batch_empty(srv_open_batch(s));
     switch (s->stop_phase) {
     case 0:
         LQ_LOGI("shutting down", "connections=%u", lq_loop_conn_count(s->loop));
@@ -401,7 +402,7 @@ lq_err lq_server_run(lq_server *s)
     s->committer = NULL;
     LQ_LOGI("shutdown complete", "commits=%llu commit_failures=%llu unfinished_batch=%s",
             (unsigned long long)s->commits, (unsigned long long)s->commit_failures,
-            s->committing ? "true" : "false");
+            s->n_inflight > 0 ? "true" : "false");
     return LQ_OK;
 }
 
@@ -427,7 +428,7 @@ void lq_server_test_pump(lq_server *s, int timeout_ms)
 
 bool lq_server_test_idle(lq_server *s)
 {
-    return !s->committing && srv_batch_empty(srv_open_batch(s));
+    return s->n_inflight == 0 && srv_batch_empty(srv_open_batch(s));
 }
 
 void lq_server_test_close(lq_server *s, uint64_t conn)

@@ -2,9 +2,13 @@
  *
  * Every mutation of a loop pass lands in the OPEN batch; replies to mutating requests are
  * recorded next to it (srv_deferred). Before the loop sleeps, if the committer is idle, the
- * open batch is submitted and the other one becomes the open one (double buffering). When the
- * committer signals its eventfd, the batch is reaped: every job it carried is reported to the
- * core (durable or not), then its deferred replies are sent. */
+ * open batch is submitted and another one becomes the open one. If the committer is busy, the
+ * open batch is offered to it for the time the loop waits: the committer starts on it the
+ * moment the batch before is done, with no round trip through the loop (whose wake-up, reap and
+ * replies otherwise leave the disk idle between commits); after the wait the loop takes it back
+ * or, if it was taken, opens the third batch. When the committer signals its eventfd, batches
+ * are reaped oldest first: every job a batch carried is reported to the core (durable or not),
+ * then its deferred replies are sent. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +33,7 @@ static lq_err grow(void **p, uint32_t *cap, uint32_t need, size_t elem)
 
 lq_err srv_batches_init(lq_server *s)
 {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         s->batches[i].b = lq_batch_create(); /* owner: server, srv_batches_free */
         if (s->batches[i].b == NULL)
             return LQ_E_NOMEM;
@@ -40,7 +44,7 @@ lq_err srv_batches_init(lq_server *s)
 
 void srv_batches_free(lq_server *s)
 {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         srv_batch *b = &s->batches[i];
         if (b->b != NULL)
             lq_batch_destroy(b->b);
@@ -320,10 +324,49 @@ void srv_apply_events(lq_server *s, srv_put_ctx *put)
 
 /* ---- commit --------------------------------------------------------------------------- */
 
+/* The open batch went to the committer: the free one of the three opens. */
+static void open_next(lq_server *s)
+{
+    LQ_ASSERT(s->n_inflight < 2);
+    s->inflight[s->n_inflight++] = s->open;
+    uint32_t next = 0;
+    while (next == s->open || (s->n_inflight > 1 && next == s->inflight[0]))
+        next++;
+    LQ_ASSERT(next < 3 && srv_batch_empty(&s->batches[next]));
+    s->open = next;
+    uint64_t next_id = 0, next_seq = 0;
+    lq_core_counters(s->core, &next_id, &next_seq);
+    s->batches[next].first_id = next_id; /* PENDING jobs below it are in batches with the committer */
+}
+
+void srv_wait_hook(void *ctx, bool before)
+{
+    lq_server *s = ctx;
+    if (before) {
+        srv_batch *b = srv_open_batch(s);
+        if (s->n_inflight != 1 || srv_batch_empty(b))
+            return;
+        /* Under steady load batches go this way, never through an idle committer: due results
+         * are swept here too. */
+        (void)srv_results_sweep(s, b->b, srv_now(s), false);
+        uint64_t next_id = 0, next_seq = 0;
+        lq_core_counters(s->core, &next_id, &next_seq);
+        lq_batch_set_counters(b->b, next_id, next_seq);
+        lq_committer_offer(s->committer, b->b);
+        s->offered = true;
+        return;
+    }
+    if (!s->offered)
+        return;
+    s->offered = false;
+    if (!lq_committer_retract(s->committer))
+        open_next(s);
+}
+
 void srv_maybe_submit(lq_server *s)
 {
     srv_batch *b = srv_open_batch(s);
-    if (s->committing || !lq_committer_idle(s->committer))
+    if (s->n_inflight > 0 || !lq_committer_idle(s->committer))
         return;
     bool empty = srv_batch_empty(b);
     /* Expired results go a bounded number per commit; an idle broker commits a sweep alone. */
@@ -333,9 +376,7 @@ void srv_maybe_submit(lq_server *s)
     lq_core_counters(s->core, &next_id, &next_seq);
     lq_batch_set_counters(b->b, next_id, next_seq);
     lq_committer_submit(s->committer, b->b);
-    s->committing = true;
-    s->open ^= 1;
-    s->open_first_id = next_id; /* PENDING jobs below it are in the batch now committing */
+    open_next(s);
 }
 
 static void resume_if_below(lq_server *s, srv_conn *sc)
@@ -359,10 +400,16 @@ static void complete(lq_server *s, srv_batch *b, lq_err err, bool puts_dropped)
             continue;
         if (it->dup_of != DUP_NONE) {
             /* A duplicate of a job that was still pending: the original's fate is its own.
-             * Same batch: this one's; the batch before: the last completed one's. */
-            bool orig = it->dup_of == DUP_SAME_BATCH ? durable : s->last_durable;
+             * Same batch: this one's; an earlier one: that batch's, which completed before. */
+            bool orig = durable;
+            lq_err orig_err = put_err;
+            if (it->dup_of != DUP_SAME_BATCH) {
+                uint32_t h = it->job_id >= s->done_hist[0].first_id ? 0 : 1;
+                orig = s->done_hist[h].durable;
+                orig_err = s->done_hist[h].put_err;
+            }
             if (!orig)
-                it->err = (uint8_t)(it->dup_of == DUP_SAME_BATCH ? put_err : s->last_put_err);
+                it->err = (uint8_t)orig_err;
             continue;
         }
         if (it->duplicate)
@@ -372,8 +419,10 @@ static void complete(lq_server *s, srv_batch *b, lq_err err, bool puts_dropped)
         if (!durable)
             it->err = (uint8_t)put_err;
     }
-    s->last_durable = durable;
-    s->last_put_err = put_err;
+    s->done_hist[1] = s->done_hist[0];
+    s->done_hist[0].first_id = b->first_id;
+    s->done_hist[0].durable = durable;
+    s->done_hist[0].put_err = put_err;
     for (uint32_t i = 0; i < b->n_def; i++) {
         const srv_deferred *d = &b->def[i];
         s->pending_bytes -= d->bytes;
@@ -424,22 +473,30 @@ static void complete(lq_server *s, srv_batch *b, lq_err err, bool puts_dropped)
     b->failed = false;
 }
 
+static bool reap_one(lq_server *s);
+
 void srv_on_commit_ready(void *ctx, const void *data, int res)
 {
     lq_server *s = ctx;
     (void)data;
     (void)res;
-    if (!s->committing)
-        return;
+    /* One eventfd read may stand for two finished batches. */
+    while (s->n_inflight > 0 && reap_one(s)) {
+    }
+}
+
+static bool reap_one(lq_server *s)
+{
     lq_err err = LQ_OK;
     bool dropped = false;
     uint64_t us = 0;
     lq_batch *done = lq_committer_reap(s->committer, &err, &dropped, &us);
     if (done == NULL)
-        return;
-    srv_batch *b = &s->batches[s->open ^ 1];
+        return false;
+    srv_batch *b = &s->batches[s->inflight[0]];
     LQ_ASSERT(done == b->b);
-    s->committing = false;
+    s->inflight[0] = s->inflight[1];
+    s->n_inflight--;
     s->commits++;
     lq_hist_observe(&s->metrics.commit_seconds, (double)us / 1e6);
     /* Later reads must see what this batch wrote (new jobs become leasable below). */
@@ -462,4 +519,5 @@ void srv_on_commit_ready(void *ctx, const void *data, int res)
         LQ_LOGE("batch incomplete (out of memory), replies report INTERNAL", "ops=%u", lq_batch_count(b->b));
     }
     complete(s, b, err, dropped);
+    return true;
 }

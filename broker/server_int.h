@@ -85,14 +85,16 @@ typedef struct {
     uint64_t job_id;      /* set when err == LQ_OK: a PENDING job awaiting commit_done */
     uint8_t err;          /* this item's error, decided before the commit */
     bool duplicate;       /* idempotency key matched job_id (no job was created) */
-    uint8_t dup_of;       /* DUP_*: the original was PENDING in this or the in-flight batch, so
+    uint8_t dup_of;       /* DUP_*: the original was PENDING in this or an in-flight batch, so
                            * the duplicate shares its fate */
     uint32_t retry_after_ms; /* QUEUE_FULL / STORAGE_FULL: the hint for the producer */
 } srv_item;
 
-/* One of the two batches (double buffering): the open one fills while the other commits. */
+/* One of three batches: the open one fills while up to two are with the committer (one
+ * committing, one taken from an offer or finished and not yet reaped). */
 typedef struct {
     lq_batch *b;            /* owner: server */
+    uint64_t first_id;      /* jobs with ids >= this were created into it (set when it opens) */
     srv_deferred *def;      /* owner: server; grows, kept across resets */
     uint32_t n_def, cap_def;
     srv_item *items;        /* owner: server; grows, kept across resets */
@@ -141,9 +143,11 @@ struct lq_server {
     lq_loop *loop;              /* owner: server */
     int signal_fd;              /* not owned */
     lq_events ev;               /* owner: server; scratch for one core call */
-    srv_batch batches[2];
+    srv_batch batches[3];
     uint32_t open;              /* index of the batch that fills */
-    bool committing;            /* batches[open ^ 1] is with the committer */
+    uint32_t inflight[2];       /* indexes of the batches with the committer, oldest first */
+    uint32_t n_inflight;
+    bool offered;               /* the open batch is lent to the committer (only across a wait) */
     lq_arena arena;             /* owner: server; decoded request of the moment */
     lq_arena out_arena;         /* owner: server; reply messages being built */
     uint8_t *scratch;           /* owner: server; encoded HeaderList of one item */
@@ -157,9 +161,13 @@ struct lq_server {
     uint64_t ack_job;
     const uint8_t *ack_result;
     uint32_t ack_result_len;
-    uint64_t open_first_id;     /* jobs with ids >= this were created into the open batch */
-    bool last_durable;          /* the last completed batch's jobs were stored ... */
-    lq_err last_put_err;        /* ... or why not */
+    /* The last two completed batches, newest first: whether their jobs were stored, for
+     * duplicates of jobs that were PENDING in them (srv_item.dup_of == DUP_PREV_BATCH). */
+    struct {
+        uint64_t first_id;
+        bool durable;
+        lq_err put_err;
+    } done_hist[2];
     srv_sweep_bucket *sweep_q;  /* owner: server; ring */
     uint32_t sweep_head, sweep_n, sweep_cap;
     uint64_t last_sweep_ms;
@@ -210,6 +218,8 @@ srv_deferred *srv_defer(lq_server *s, srv_conn *sc, uint64_t request_id, uint8_t
 lq_err srv_item_push(lq_server *s, uint64_t job_id, lq_err err);
 void srv_maybe_submit(lq_server *s);
 void srv_on_commit_ready(void *ctx, const void *data, int res);
+/* lq_loop_wait_fn: lends the open batch to the committer across the loop's wait. */
+void srv_wait_hook(void *ctx, bool before);
 bool srv_batch_empty(const srv_batch *b);
 /* Waiters */
 lq_err srv_waiter_alloc(lq_server *s, uint64_t *handle);
@@ -219,7 +229,7 @@ void srv_waiter_free(lq_server *s, uint64_t handle);
 void srv_waiter_add_lease(lq_server *s, uint64_t handle, const lq_lease *l);
 void srv_waiters_drop_conn(lq_server *s, srv_conn *sc);
 void srv_waiters_answer_all(lq_server *s);
-/* Records a reply that waits on batch b (the open one, or the one committing). */
+/* Records a reply that waits on batch b (the open one, or one with the committer). */
 srv_deferred *srv_defer_to(lq_server *s, srv_conn *sc, srv_batch *b, uint64_t request_id, uint8_t kind,
                            uint32_t bytes);
 

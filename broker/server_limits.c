@@ -59,8 +59,8 @@ lq_err srv_storage_admit(lq_server *s, lq_str queue, lq_str lane)
         return LQ_OK;
     /* the last sample plus what is on its way to disk */
     uint64_t est = s->fill_used + lq_batch_bytes(s->batches[s->open].b);
-    if (s->committing)
-        est += lq_batch_bytes(s->batches[s->open ^ 1].b);
+    for (uint32_t i = 0; i < s->n_inflight; i++)
+        est += lq_batch_bytes(s->batches[s->inflight[i]].b);
     if (est < s->fill_low)
         return LQ_OK;
     if (est >= s->fill_high)

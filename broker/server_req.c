@@ -140,7 +140,8 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
             /* The original may still be on its way to disk: then so is this answer. */
             uint8_t st = 0;
             if (lq_core_job_state(s->core, job_id, &st) == LQ_OK && st == LQ_STATE_PENDING)
-                dup_of = job_id >= s->open_first_id || !s->committing ? DUP_SAME_BATCH : DUP_PREV_BATCH;
+                dup_of = job_id >= srv_open_batch(s)->first_id || s->n_inflight == 0 ? DUP_SAME_BATCH
+                                                                                     : DUP_PREV_BATCH;
             srv_apply_events(s, NULL);
         } else if (e == LQ_OK) {
             put.job_id = job_id;

@@ -114,14 +114,14 @@ static void answer_from_store(lq_server *s, lq_conn_id conn, uint64_t rid, uint6
 }
 
 /* Answers once everything already decided about the job is on disk: after the open batch if
- * it holds changes, else after the batch committing, else now. */
+ * it holds changes, else after the newest batch with the committer, else now. */
 static void answer_after_commits(lq_server *s, srv_conn *sc, uint64_t rid, uint64_t job_id, uint8_t state)
 {
     srv_batch *b = NULL;
     if (lq_batch_count(srv_open_batch(s)->b) > 0)
         b = srv_open_batch(s);
-    else if (s->committing)
-        b = &s->batches[s->open ^ 1];
+    else if (s->n_inflight > 0)
+        b = &s->batches[s->inflight[s->n_inflight - 1]];
     if (b == NULL) {
         answer_from_store(s, sc->id, rid, job_id, state);
         return;

@@ -359,6 +359,12 @@ lq_err lq_loop_add_reader(lq_loop *l, int fd, size_t record_size, lq_loop_read_f
     return LQ_OK;
 }
 
+void lq_loop_set_wait_hook(lq_loop *l, lq_loop_wait_fn fn, void *ctx)
+{
+    l->wait_fn = fn;
+    l->wait_ctx = ctx;
+}
+
 lq_err lq_loop_run_once(lq_loop *l, int timeout_ms)
 {
     /* Closes requested outside a pass (e.g. an output cap hit while answering) are told now;
@@ -392,7 +398,11 @@ lq_err lq_loop_run_once(lq_loop *l, int timeout_ms)
         timeout_ms = 0;
     struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
     struct io_uring_cqe *first = NULL;
+    if (l->wait_fn != NULL)
+        l->wait_fn(l->wait_ctx, true);
     int ret = io_uring_submit_and_wait_timeout(&l->ring, &first, 1, &ts, NULL);
+    if (l->wait_fn != NULL)
+        l->wait_fn(l->wait_ctx, false);
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
         LQ_LOGE("io_uring wait failed", "error=\"%s\"", strerror(-ret));
         return LQ_E_IO;

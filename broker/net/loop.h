@@ -88,6 +88,12 @@ lq_err lq_loop_add_reader(lq_loop *l, int fd, size_t record_size, lq_loop_read_f
 
 lq_err lq_loop_run_once(lq_loop *l, int timeout_ms);
 
+/* fn(ctx, true) runs right before a pass waits for completions and fn(ctx, false) right after,
+ * with nothing of the loop's in between (no handler runs there): the window in which the
+ * server lends its open batch to the committer. */
+typedef void (*lq_loop_wait_fn)(void *ctx, bool before);
+void lq_loop_set_wait_hook(lq_loop *l, lq_loop_wait_fn fn, void *ctx);
+
 /* The handler area of a live connection, or NULL if id is stale or closing. */
 void *lq_loop_user(lq_loop *l, lq_conn_id id);
 /* The handler area until the connection is released (closing included), or NULL. */

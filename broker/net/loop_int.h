@@ -78,6 +78,8 @@ struct reader {
 
 struct lq_loop {
     struct io_uring ring;
+    lq_loop_wait_fn wait_fn; /* optional, see lq_loop_set_wait_hook */
+    void *wait_ctx;
     bool ring_ok;
     const char *setup_flags;
     lq_loop_opts opts;

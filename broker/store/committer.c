@@ -1,8 +1,11 @@
 /* The committer thread: one batch at a time, handed over under a mutex, finished batches
  * announced through an eventfd. See committer.h.
  *
- * Handover: `pending` goes loop -> thread, `done` goes thread -> loop, both under `mu`.
- * `in_flight` is the loop thread's own view (set by submit, cleared by reap) and needs no lock.
+ * Handover, all under `mu`: `pending` goes loop -> thread (submit), `offer` is a batch the
+ * thread may take as soon as it has nothing pending (offer / retract), `done` goes thread ->
+ * loop (reap). The thread holds a finished batch back while `done` is still occupied.
+ * `outstanding` is the loop thread's own count (batches submitted or taken, not yet reaped)
+ * and needs no lock.
  */
 #include "committer.h"
 
@@ -24,10 +27,11 @@ struct lq_committer {
     pthread_mutex_t mu;
     pthread_cond_t cv;  /* CLOCK_MONOTONIC; signalled on submit and stop */
     int efd;            /* owner: committer */
-    bool in_flight;     /* loop thread only */
+    uint32_t outstanding; /* loop thread only: submitted or taken, not reaped (0..2) */
 
     /* under mu */
-    lq_batch *pending;  /* submitted, not yet taken by the thread */
+    lq_batch *pending;  /* submitted (or a taken offer), not yet started by the thread */
+    lq_batch *offer;    /* the loop's open batch, the thread's to take while pending is NULL */
     lq_batch *done;     /* committed, not yet reaped */
     lq_err done_err;
     bool done_dropped;
@@ -68,6 +72,11 @@ static void *committer_main(void *arg)
     lq_committer *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
+        if (c->pending == NULL && c->offer != NULL && !c->stopping) {
+            /* The loop is busy or asleep; its batch starts now rather than after a round trip. */
+            c->pending = c->offer;
+            c->offer = NULL;
+        }
         if (c->pending != NULL) {
             lq_batch *b = c->pending;
             c->pending = NULL;
@@ -83,6 +92,14 @@ static void *committer_main(void *arg)
             }
 
             pthread_mutex_lock(&c->mu);
+            /* One finished batch at a time: the previous one is reaped first (the loop reaps
+             * as soon as it wakes; on stop the batch stays the caller's, unreported). */
+            while (c->done != NULL && !c->stopping) {
+                int rc = pthread_cond_wait(&c->cv, &c->mu);
+                LQ_ASSERT(rc == 0);
+            }
+            if (c->done != NULL)
+                continue;
             c->done = b;
             c->done_err = err;
             c->done_dropped = dropped;
@@ -161,23 +178,48 @@ fail_fd:
 
 int lq_committer_eventfd(const lq_committer *c) { return c->efd; }
 
-bool lq_committer_idle(const lq_committer *c) { return !c->in_flight; }
+bool lq_committer_idle(const lq_committer *c) { return c->outstanding == 0; }
+
+uint32_t lq_committer_outstanding(const lq_committer *c) { return c->outstanding; }
 
 void lq_committer_submit(lq_committer *c, lq_batch *b)
 {
     LQ_ASSERT(b != NULL);
-    LQ_ASSERT(!c->in_flight);
-    c->in_flight = true;
+    LQ_ASSERT(c->outstanding == 0);
+    c->outstanding = 1;
     pthread_mutex_lock(&c->mu);
-    LQ_ASSERT(c->pending == NULL && c->done == NULL && !c->stopping);
+    LQ_ASSERT(c->pending == NULL && c->offer == NULL && c->done == NULL && !c->stopping);
     c->pending = b;
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
 }
 
+void lq_committer_offer(lq_committer *c, lq_batch *b)
+{
+    LQ_ASSERT(b != NULL);
+    LQ_ASSERT(c->outstanding == 1);
+    pthread_mutex_lock(&c->mu);
+    LQ_ASSERT(c->offer == NULL && !c->stopping);
+    c->offer = b;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+bool lq_committer_retract(lq_committer *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool ours = c->offer != NULL;
+    c->offer = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (!ours)
+        c->outstanding++; /* taken: it commits and comes back through reap like a submitted one */
+    LQ_ASSERT(c->outstanding <= 2);
+    return ours;
+}
+
 lq_batch *lq_committer_reap(lq_committer *c, lq_err *err, bool *puts_dropped, uint64_t *commit_us)
 {
-    if (!c->in_flight)
+    if (c->outstanding == 0)
         return NULL;
     pthread_mutex_lock(&c->mu);
     lq_batch *b = c->done;
@@ -186,10 +228,11 @@ lq_batch *lq_committer_reap(lq_committer *c, lq_err *err, bool *puts_dropped, ui
         *err = c->done_err;
         *puts_dropped = c->done_dropped;
         *commit_us = c->done_us;
+        pthread_cond_signal(&c->cv); /* a finished batch may be waiting for the slot */
     }
     pthread_mutex_unlock(&c->mu);
     if (b != NULL)
-        c->in_flight = false;
+        c->outstanding--;
     return b;
 }
 

@@ -1,6 +1,7 @@
 """Shared helpers of the beanstalk tests: starting beanstalkd and leaseqd on free ports, and a
 small protocol-aware client (raw sockets, no packages)."""
 import os
+import random
 import shutil
 import signal
 import socket
@@ -9,12 +10,31 @@ import tempfile
 import time
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port free right now, taken below the kernel's ephemeral range: a port from bind(0)
+    could be handed out again at once to a server's own "127.0.0.1:0" listener (seen: leaseqd's
+    --listen took the port chosen for its --beanstalk-listen, which then failed)."""
+    hi = _ephemeral_low() - 1
+    for _ in range(200):
+        port = random.randint(20000, hi) if hi > 20000 else 0
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return s.getsockname()[1]
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port")
 
 
 def wait_port(port, proc, timeout=10.0):
@@ -35,17 +55,31 @@ class Server:
 
     def __init__(self, kind, bin_dir=None, data_dir=None, extra=()):
         self.kind = kind
-        self.port = free_port()
         self.tmp = None
+        self.proc = None
         self.log = tempfile.TemporaryFile()
+        # A port is only a guess until the server holds it: another process may take it first,
+        # and then the start is tried again on another one.
+        for attempt in range(5):
+            self.port = free_port()
+            try:
+                self._start(bin_dir, data_dir, extra)
+                return
+            except RuntimeError:
+                if attempt == 4 or self.proc is None or self.proc.poll() is None:
+                    raise
+
+    def _start(self, bin_dir, data_dir, extra):
+        kind = self.kind
         if kind == "beanstalkd":
             exe = shutil.which("beanstalkd")
             if exe is None:
                 raise RuntimeError("beanstalkd is not installed (make deps installs it)")
             cmd = [exe, "-l", "127.0.0.1", "-p", str(self.port)]
         else:
-            if data_dir is None:
+            if data_dir is None and self.tmp is None:
                 self.tmp = tempfile.mkdtemp(prefix="lq-bs-")
+            if data_dir is None:
                 data_dir = self.tmp
             self.data_dir = data_dir
             cmd = [os.path.join(bin_dir, "leaseqd"), "--listen", "127.0.0.1:0",

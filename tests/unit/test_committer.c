@@ -107,6 +107,111 @@ static void test_snapshot_isolation(void **state)
     lq_store_close(st);
 }
 
+/* Waits (bounded) for the eventfd and drains it, whatever count it holds. */
+static void wait_event(lq_committer *c)
+{
+    struct pollfd p = {.fd = lq_committer_eventfd(c), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 5000), 1);
+    uint64_t v;
+    assert_int_equal(read(p.fd, &v, sizeof(v)), sizeof(v));
+    assert_true(v >= 1 && v <= 2);
+}
+
+/* An offer is taken as soon as the batch before it is done (no reap, no submit in between),
+ * and a batch that finishes while the one before is still unreaped waits its turn. */
+static void test_offer_taken(void **state)
+{
+    fixture *fx = *state;
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
+    lq_committer *c;
+    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_batch *b1 = lq_batch_create(), *b2 = lq_batch_create();
+    lq_err err;
+    bool dropped;
+    uint64_t us;
+    for (uint64_t round = 0; round < 10; round++) {
+        put(b1, round * 2 + 1, "one", 3);
+        put(b2, round * 2 + 2, "two", 3);
+        lq_batch_set_counters(b2, round * 2 + 3, round * 2 + 3);
+        lq_committer_submit(c, b1);
+        lq_committer_offer(c, b2);
+        assert_int_equal(lq_committer_outstanding(c), 1);
+        wait_event(c); /* b1 done */
+        usleep(50 * 1000); /* the thread takes b2 and commits it; its result waits for b1's reap */
+        assert_false(lq_committer_retract(c));
+        assert_int_equal(lq_committer_outstanding(c), 2);
+        assert_ptr_equal(lq_committer_reap(c, &err, &dropped, &us), b1);
+        assert_int_equal(err, LQ_OK);
+        assert_int_equal(lq_committer_outstanding(c), 1);
+        lq_batch *got = lq_committer_reap(c, &err, &dropped, &us);
+        if (got == NULL) {
+            wait_event(c);
+            got = lq_committer_reap(c, &err, &dropped, &us);
+        }
+        assert_ptr_equal(got, b2);
+        assert_int_equal(err, LQ_OK);
+        assert_true(lq_committer_idle(c));
+        lq_batch_reset(b1);
+        lq_batch_reset(b2);
+        /* the eventfd may still count b2's completion: drain it for the next round */
+        uint64_t v;
+        (void)!read(lq_committer_eventfd(c), &v, sizeof(v));
+    }
+    lq_committer_stop(c);
+    assert_int_equal(lq_store_read_begin(st), LQ_OK);
+    lq_job_view v;
+    for (uint64_t id = 1; id <= 20; id++)
+        assert_int_equal(lq_store_get_job(st, id, &v), LQ_OK);
+    lq_store_read_end(st);
+    lq_batch_destroy(b1);
+    lq_batch_destroy(b2);
+    lq_store_close(st);
+}
+
+/* Retracted at once, the offered batch is the caller's again; either way every job lands once,
+ * in order, and the counts of outstanding batches add up. */
+static void test_offer_retracted(void **state)
+{
+    fixture *fx = *state;
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
+    lq_committer *c;
+    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_batch *b1 = lq_batch_create(), *b2 = lq_batch_create();
+    lq_err err;
+    bool dropped;
+    uint64_t us;
+    uint32_t ours = 0;
+    for (uint64_t round = 0; round < 20; round++) {
+        put(b1, round * 2 + 1, "one", 3);
+        lq_committer_submit(c, b1);
+        lq_committer_offer(c, b2); /* empty: a taken empty batch is a valid commit too */
+        bool back = lq_committer_retract(c);
+        ours += back;
+        assert_int_equal(lq_committer_outstanding(c), back ? 1 : 2);
+        lq_batch *got;
+        while ((got = lq_committer_reap(c, &err, &dropped, &us)) == NULL)
+            wait_event(c);
+        assert_ptr_equal(got, b1);
+        if (back) {
+            put(b2, round * 2 + 2, "two", 3); /* the loop appends again, then submits */
+            lq_committer_submit(c, b2);
+        }
+        while ((got = lq_committer_reap(c, &err, &dropped, &us)) == NULL)
+            wait_event(c);
+        assert_ptr_equal(got, b2);
+        assert_true(lq_committer_idle(c));
+        lq_batch_reset(b1);
+        lq_batch_reset(b2);
+        uint64_t v;
+        (void)!read(lq_committer_eventfd(c), &v, sizeof(v));
+    }
+    assert_true(ours > 0); /* a full-sync commit takes far longer than offer + retract */
+    lq_committer_stop(c);
+    lq_batch_destroy(b1);
+    lq_batch_destroy(b2);
+    lq_store_close(st);
+}
+
 static void test_stop_in_flight(void **state)
 {
     fixture *fx = *state;
@@ -245,6 +350,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_submit_reap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_isolation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offer_taken, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offer_retracted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_periodic_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_full_reported, setup, teardown),
