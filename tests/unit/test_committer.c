@@ -29,12 +29,33 @@ static lq_batch *wait_reap(lq_committer *c, lq_err *err, bool *dropped, uint64_t
     return b;
 }
 
+/* A store in full-sync mode and a committer on it. */
+static lq_committer *start_full(fixture *fx, lq_store **st)
+{
+    *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
+    lq_committer *c;
+    assert_int_equal(lq_committer_start(*st, &c), LQ_OK);
+    return c;
+}
+
+/* Stops the committer, checks that jobs 1..last are stored, and frees the rest. */
+static void stop_and_check(lq_committer *c, lq_store *st, lq_batch *b1, lq_batch *b2, uint64_t last)
+{
+    lq_committer_stop(c);
+    assert_int_equal(lq_store_read_begin(st), LQ_OK);
+    lq_job_view v;
+    for (uint64_t id = 1; id <= last; id++)
+        assert_int_equal(lq_store_get_job(st, id, &v), LQ_OK);
+    lq_store_read_end(st);
+    lq_batch_destroy(b1);
+    lq_batch_destroy(b2);
+    lq_store_close(st);
+}
+
 static void test_submit_reap(void **state)
 {
-    fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
-    lq_committer *c;
-    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_store *st;
+    lq_committer *c = start_full(*state, &st);
     lq_err err = LQ_E_INTERNAL;
     bool dropped = true;
     uint64_t us = 0;
@@ -57,16 +78,7 @@ static void test_submit_reap(void **state)
         assert_null(lq_committer_reap(c, &err, &dropped, &us));
         lq_batch_reset(got);
     }
-    lq_committer_stop(c);
-
-    assert_int_equal(lq_store_read_begin(st), LQ_OK);
-    lq_job_view v;
-    for (uint64_t id = 1; id <= 20; id++)
-        assert_int_equal(lq_store_get_job(st, id, &v), LQ_OK);
-    lq_store_read_end(st);
-    lq_batch_destroy(b1);
-    lq_batch_destroy(b2);
-    lq_store_close(st);
+    stop_and_check(c, st, b1, b2, 20);
 }
 
 static void test_snapshot_isolation(void **state)
@@ -121,10 +133,8 @@ static void wait_event(lq_committer *c)
  * and a batch that finishes while the one before is still unreaped waits its turn. */
 static void test_offer_taken(void **state)
 {
-    fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
-    lq_committer *c;
-    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_store *st;
+    lq_committer *c = start_full(*state, &st);
     lq_batch *b1 = lq_batch_create(), *b2 = lq_batch_create();
     lq_err err;
     bool dropped;
@@ -157,25 +167,15 @@ static void test_offer_taken(void **state)
         uint64_t v;
         (void)!read(lq_committer_eventfd(c), &v, sizeof(v));
     }
-    lq_committer_stop(c);
-    assert_int_equal(lq_store_read_begin(st), LQ_OK);
-    lq_job_view v;
-    for (uint64_t id = 1; id <= 20; id++)
-        assert_int_equal(lq_store_get_job(st, id, &v), LQ_OK);
-    lq_store_read_end(st);
-    lq_batch_destroy(b1);
-    lq_batch_destroy(b2);
-    lq_store_close(st);
+    stop_and_check(c, st, b1, b2, 20);
 }
 
 /* Retracted at once, the offered batch is the caller's again; either way every job lands once,
  * in order, and the counts of outstanding batches add up. */
 static void test_offer_retracted(void **state)
 {
-    fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
-    lq_committer *c;
-    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_store *st;
+    lq_committer *c = start_full(*state, &st);
     lq_batch *b1 = lq_batch_create(), *b2 = lq_batch_create();
     lq_err err;
     bool dropped;
@@ -206,18 +206,14 @@ static void test_offer_retracted(void **state)
         (void)!read(lq_committer_eventfd(c), &v, sizeof(v));
     }
     assert_true(ours > 0); /* a full-sync commit takes far longer than offer + retract */
-    lq_committer_stop(c);
-    lq_batch_destroy(b1);
-    lq_batch_destroy(b2);
-    lq_store_close(st);
+    stop_and_check(c, st, b1, b2, 0);
 }
 
 static void test_stop_in_flight(void **state)
 {
+    lq_store *st;
     fixture *fx = *state;
-    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
-    lq_committer *c;
-    assert_int_equal(lq_committer_start(st, &c), LQ_OK);
+    lq_committer *c = start_full(fx, &st);
     lq_batch *b = lq_batch_create();
     static uint8_t pay[10000];
     for (uint64_t id = 1; id <= 500; id++)
