@@ -57,7 +57,8 @@ lq_err srv_storage_admit(lq_server *s, lq_str queue, lq_str lane)
 {
     if (s->fill_map == 0)
         return LQ_OK;
-    /* the last sample plus what is on its way to disk */
+    /* the last sample plus what is on its way to disk (a batch already committed but not yet
+     * reaped may be in both for a moment: an overestimate, on the safe side) */
     uint64_t est = s->fill_used + lq_batch_bytes(s->batches[s->open].b);
     for (uint32_t i = 0; i < s->n_inflight; i++)
         est += lq_batch_bytes(s->batches[s->inflight[i]].b);
