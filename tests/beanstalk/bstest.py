@@ -67,6 +67,7 @@ class Server:
                 return
             except RuntimeError:
                 if attempt == 4 or self.proc is None or self.proc.poll() is None:
+                    self.cleanup()  # nobody else holds this object: leave no server behind
                     raise
 
     def _start(self, bin_dir, data_dir, extra):
@@ -114,7 +115,8 @@ class Server:
         return self.log.read().decode(errors="replace")
 
     def cleanup(self):
-        self.stop(signal.SIGKILL)
+        if self.proc is not None:
+            self.stop(signal.SIGKILL)
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -256,14 +256,16 @@ def random_script(seed, n_ops):
 
 def compare(name, script, bin_dir):
     ref = Server("beanstalkd")
-    lq = Server("leaseqd", bin_dir=bin_dir)
+    lq = None
     try:
+        lq = Server("leaseqd", bin_dir=bin_dir)
         a = play(ref, script)
         b = play(lq, script)
         bad = lq.stop_clean()
     finally:
         ref.cleanup()
-        lq.cleanup()
+        if lq is not None:
+            lq.cleanup()
     if bad:
         print("leaseqd did not stop cleanly after %s: %s" % (name, bad))
         return False

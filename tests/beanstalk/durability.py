@@ -93,11 +93,13 @@ def main():
         time.sleep(0.1)
         port = bs.port
         bs2 = Server("beanstalkd")
-        found = count_found(bs2, jobs)
-        print("beanstalkd (no binlog): %d of %d jobs found after SIGKILL + restart (port %d -> %d)"
-              % (found, len(jobs), port, bs2.port))
-        assert found == 0
-        bs2.cleanup()
+        try:
+            found = count_found(bs2, jobs)
+            print("beanstalkd (no binlog): %d of %d jobs found after SIGKILL + restart (port %d -> %d)"
+                  % (found, len(jobs), port, bs2.port))
+            assert found == 0
+        finally:
+            bs2.cleanup()
     finally:
         bs.cleanup()
     print("beanstalk durability test: PASS")
