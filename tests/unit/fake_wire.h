@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -78,6 +79,57 @@ static inline bool send_error(int fd, uint64_t id, Leaseq__ErrorCode code, const
     r.request_id = id;
     r.error = &err;
     return send_response(fd, &r, NULL, 0, 0);
+}
+
+/* A fake broker's receive buffer for one connection. */
+typedef struct {
+    uint8_t *buf; /* owner: the serving thread, fw_in_free */
+    size_t cap, len;
+} fw_in;
+
+static inline void fw_in_init(fw_in *in, size_t cap)
+{
+    in->buf = malloc(cap);
+    FB_CHECK(in->buf);
+    in->cap = cap;
+    in->len = 0;
+}
+
+static inline void fw_in_free(fw_in *in) { free(in->buf); }
+
+/* One request of a connection; false: stop serving it. */
+typedef bool (*fw_request_fn)(void *ctx, int fd, const Leaseq__Request *q, const lq_frame *f);
+
+/* Reads what fd has now (the caller polled it) and hands every whole request to fn in order.
+ * False when the peer closed, on a read error, or when fn said to stop. */
+static inline bool fw_read_requests(fw_in *in, int fd, fw_request_fn fn, void *ctx)
+{
+    ssize_t n = recv(fd, in->buf + in->len, in->cap - in->len, 0);
+    if (n <= 0)
+        return false;
+    in->len += (size_t)n;
+    for (;;) {
+        lq_frame f;
+        size_t consumed, need;
+        lq_frame_status st = lq_frame_parse(in->buf, in->len, 64u << 20, &f, &consumed, &need);
+        if (st == LQ_FRAME_NEED_MORE) {
+            if (need > in->cap) {
+                in->cap = need;
+                in->buf = realloc(in->buf, in->cap);
+                FB_CHECK(in->buf);
+            }
+            return true;
+        }
+        FB_CHECK(st == LQ_FRAME_OK);
+        Leaseq__Request *q = leaseq__request__unpack(NULL, f.meta_len, f.meta);
+        FB_CHECK(q);
+        bool keep = fn(ctx, fd, q, &f);
+        leaseq__request__free_unpacked(q, NULL);
+        memmove(in->buf, in->buf + consumed, in->len - consumed);
+        in->len -= consumed;
+        if (!keep)
+            return false;
+    }
 }
 
 #endif /* LQ_TEST_FAKE_WIRE_H */

@@ -269,11 +269,19 @@ static inline bool handle(fake_broker *fb, int fd, const Leaseq__Request *q, con
     }
 }
 
+static inline bool handle_locked(void *ctx, int fd, const Leaseq__Request *q, const lq_frame *f)
+{
+    fake_broker *fb = ctx;
+    pthread_mutex_lock(&fb->mu);
+    bool keep = handle(fb, fd, q, f);
+    pthread_mutex_unlock(&fb->mu);
+    return keep;
+}
+
 static inline void serve(fake_broker *fb, int fd)
 {
-    size_t cap = 1u << 16, len = 0;
-    uint8_t *buf = malloc(cap);
-    FB_CHECK(buf);
+    fw_in in;
+    fw_in_init(&in, 1u << 16);
     bool keep = true;
     while (keep && !atomic_load(&fb->stop)) {
         pthread_mutex_lock(&fb->mu);
@@ -288,39 +296,12 @@ static inline void serve(fake_broker *fb, int fd)
             continue;
         if (r < 0)
             break;
-        ssize_t n = recv(fd, buf + len, cap - len, 0);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        for (;;) {
-            lq_frame f;
-            size_t consumed, need;
-            lq_frame_status st = lq_frame_parse(buf, len, 64u << 20, &f, &consumed, &need);
-            if (st == LQ_FRAME_NEED_MORE) {
-                if (need > cap) {
-                    cap = need;
-                    buf = realloc(buf, cap);
-                    FB_CHECK(buf);
-                }
-                break;
-            }
-            FB_CHECK(st == LQ_FRAME_OK);
-            Leaseq__Request *q = leaseq__request__unpack(NULL, f.meta_len, f.meta);
-            FB_CHECK(q);
-            pthread_mutex_lock(&fb->mu);
-            keep = handle(fb, fd, q, &f);
-            pthread_mutex_unlock(&fb->mu);
-            leaseq__request__free_unpacked(q, NULL);
-            memmove(buf, buf + consumed, len - consumed);
-            len -= consumed;
-            if (!keep)
-                break;
-        }
+        keep = fw_read_requests(&in, fd, handle_locked, fb);
     }
     pthread_mutex_lock(&fb->mu);
     fb->parked = false;
     pthread_mutex_unlock(&fb->mu);
-    free(buf);
+    fw_in_free(&in);
 }
 
 static inline void *fake_main(void *arg)
