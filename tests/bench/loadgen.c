@@ -39,7 +39,7 @@
 #include "proto/arena.h"
 #include "proto/frame.h"
 
-static const char *const lat_names[LAT_N] = {"enq", "deq", "ack", "la", "wait", "waitapi", "redeliver"};
+static const char *const lat_names[LAT_N] = {"enq", "deq", "ack", "la", "wait", "waitapi", "redeliver", "pace"};
 
 static void usage(void)
 {
@@ -263,6 +263,9 @@ static void report(const lg_config *cfg, const lg_stats *st, double elapsed_s)
                (unsigned long long)cfg->count, us(st->lat[LAT_REDELIVER].max_ns) / 1000);
     if (cfg->mode == MODE_PROBE)
         printf(" first job after %.1f ms;", elapsed_s * 1000);
+    if (st->lat[LAT_PACE].total)
+        printf(" pacer lateness p50 %.0f us p99 %.0f us;", us(hist_quantile(&st->lat[LAT_PACE], 0.5)),
+               us(hist_quantile(&st->lat[LAT_PACE], 0.99)));
     if (st->late_sends)
         printf(" %llu late sends;", (unsigned long long)st->late_sends);
     printf(" errors %llu\n", (unsigned long long)total_errors(st));

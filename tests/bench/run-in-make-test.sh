@@ -42,6 +42,13 @@ check "acked" "$(jget "$out" ack_ok)" 2000
 out=$("$LG" "${A[@]}" --mode cycle --rate 2000 --duration 1 --wait-ms 500 --connections 4 --depth 4 --queue c)
 check "open-loop enqueues" "$(jget "$out" enq_ok)" 1500
 check "queue-wait samples" "$(jget "$out" wait_n)" 1500
+# The pacer must put a due enqueue on the wire at once: at 20/s a send left in the buffer until
+# the loop's next wake is 20 ms late (its longest sleep); normal is well under 1 ms.
+out=$("$LG" "${A[@]}" --mode enqueue --rate 20 --duration 1 --connections 1 --depth 1 --queue p)
+check "paced enqueues" "$(jget "$out" pace_n)" 15
+pace_us=$(jget "$out" pace_p50_us)
+awk -v u="$pace_us" 'BEGIN { exit !(u < 10000) }' || { echo "FAIL: pacer lateness p50 $pace_us us (want < 10 ms)" >&2; exit 1; }
+echo "ok: pacer lateness p50 $pace_us us"
 out=$("$LG" "${A[@]}" --mode enqueue --count 3000 --lanes --class app --batch 100 --connections 2 --depth 2 --queue lgp)
 out=$("$LG" "${A[@]}" --mode prio --lanes --rate 100 --work-ms 5 --duration 1 --connections 5 --depth 2 --wait-ms 500 --queue lgp)
 check "api jobs seen by workers" "$(jget "$out" waitapi_n)" 80

@@ -38,7 +38,9 @@ typedef enum { PROTO_NATIVE, PROTO_BEANSTALK, PROTO_REDIS_LIST, PROTO_REDIS_STRE
 typedef enum { MODE_ENQUEUE, MODE_LEASE_ACK, MODE_CYCLE, MODE_PRIO, MODE_REDELIVER, MODE_PROBE } lg_mode;
 typedef enum { ROLE_PRODUCER, ROLE_WORKER, ROLE_FROZEN, ROLE_RESCUER } lg_role;
 typedef enum { CLASS_APP = 0, CLASS_API = 1 } lg_class;
-enum { LAT_ENQ, LAT_DEQ, LAT_ACK, LAT_CYCLE, LAT_WAIT, LAT_WAIT_API, LAT_REDELIVER, LAT_N };
+/* LAT_PACE: how late the open-loop pacer put each enqueue on the wire (its own share of every
+ * latency counted from the scheduled time). */
+enum { LAT_ENQ, LAT_DEQ, LAT_ACK, LAT_CYCLE, LAT_WAIT, LAT_WAIT_API, LAT_REDELIVER, LAT_PACE, LAT_N };
 enum { ERR_SLOTS = 16 };
 
 typedef struct {
@@ -101,6 +103,8 @@ typedef struct lg_conn {
     lg_handle *handles;  /* owner: conn; [depth * max_jobs] */
     lg_pending *fifo;    /* owner: conn; ring of fifo_cap */
     uint32_t fifo_head, fifo_len, fifo_cap;
+    uint32_t paced_unsent;   /* open loop: paced enqueues in out not yet written ... */
+    uint64_t paced_since_ns; /* ... and the scheduled time of the oldest of them */
 } lg_conn;
 
 typedef struct {
