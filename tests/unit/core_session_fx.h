@@ -1,5 +1,5 @@
 /* A core on the stack with one plain session open, for unit tests that drive the core directly
- * (lanes, overload, admin). Define FX_SEED before including it: each test file keeps its own
+ * (lanes, overload, admin, waiters). Define FX_SEED before including it: each test file keeps its own
  * seed so their random choices (jitter) stay independent. Header-only. */
 #ifndef LQ_TEST_CORE_SESSION_FX_H
 #define LQ_TEST_CORE_SESSION_FX_H

@@ -9,31 +9,8 @@
 
 #include <cmocka.h>
 
-#include "core/core.h"
-
-typedef struct {
-    lq_core *c;
-    lq_events ev;
-    uint32_t session;
-} fx;
-
-static void fx_init(fx *f)
-{
-    lq_core_config cfg;
-    lq_core_config_default(&cfg);
-    cfg.seed = 11;
-    assert_int_equal(lq_core_create(&cfg, &f->c), LQ_OK);
-    lq_events_init(&f->ev);
-    lq_session_opts o = {0};
-    assert_int_equal(lq_core_session_open(f->c, 0, &o, &f->session), LQ_OK);
-}
-
-static void fx_fini(fx *f)
-{
-    lq_core_check(f->c);
-    lq_core_destroy(f->c);
-    lq_events_free(&f->ev);
-}
+#define FX_SEED 11
+#include "core_session_fx.h"
 
 static void park(fx *f, uint64_t now, uint64_t waiter, const char *const *queues, uint32_t n)
 {
