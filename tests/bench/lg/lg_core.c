@@ -371,12 +371,6 @@ bool lg_ack_done(lg_thread *t, lg_conn *c, unsigned si, unsigned job_i, bool fai
 
 bool lg_conn_flush(lg_thread *t, lg_conn *c)
 {
-    if (c->paced_unsent > 0 && c->out_off < c->out_len) {
-        /* Every paced enqueue in this write counts as late as the oldest one in it. */
-        uint64_t now = lg_now_ns(), late = now > c->paced_since_ns ? now - c->paced_since_ns : 0;
-        for (; c->paced_unsent > 0; c->paced_unsent--)
-            hist_add(&t->st.lat[LAT_PACE], late);
-    }
     while (c->out_off < c->out_len) {
         ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
         if (n > 0) {
@@ -391,6 +385,12 @@ bool lg_conn_flush(lg_thread *t, lg_conn *c)
         return false;
     }
     bool want = c->out_off < c->out_len;
+    if (c->paced_unsent > 0 && !want) {
+        /* All written: every paced enqueue in it counts as late as the oldest one. */
+        uint64_t now = lg_now_ns(), late = now > c->paced_since_ns ? now - c->paced_since_ns : 0;
+        for (; c->paced_unsent > 0; c->paced_unsent--)
+            hist_add(&t->st.lat[LAT_PACE], late);
+    }
     if (want != c->want_out) {
         struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
         epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev);
