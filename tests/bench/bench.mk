@@ -16,3 +16,9 @@ bench-peers-deps:
 
 bench-peers: deps bench-peers-deps all $(BENCH_BIN)
 	tests/bench/run-peers.sh $(BUILD)
+
+# Where a durable commit's time goes on this machine: disk write shapes, commit time against
+# batch size, and one commit's system calls (docs/PERFORMANCE.md). A few minutes; leaseq alone.
+.PHONY: bench-commit
+bench-commit: deps all $(BENCH_BIN)
+	tests/bench/run-commit.sh $(BUILD)

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # `make test` smoke test of the load generator's native driver and its modes (a few seconds):
 # a fresh leaseqd on a free loopback port, then enqueue, lease-ack, open-loop cycle, prio
-# (lanes), redeliver (heartbeat 200 ms) and probe, each asserted to have done its work.
+# (lanes), redeliver (heartbeat 200 ms) and probe, each asserted to have done its work; then
+# fsync_probe's write layouts (make bench-commit's disk table) each give a line of percentiles.
 # The beanstalk and Redis drivers are exercised by `make bench-peers` (they need the peers).
 set -euo pipefail
 build=${1:-build}
 cd "$(dirname "$0")/../.."
 LEASEQD=$build/bin/leaseqd
 LG=$build/bench/loadgen
-for f in "$LEASEQD" "$LG"; do [ -x "$f" ] || { echo "missing $f" >&2; exit 2; }; done
+PROBE=$build/bench/fsync_probe
+for f in "$LEASEQD" "$LG" "$PROBE"; do [ -x "$f" ] || { echo "missing $f" >&2; exit 2; }; done
 tmp=$(mktemp -d /tmp/leaseq-lgtest-XXXXXX)
 pid=
 cleanup() {
@@ -30,6 +32,9 @@ for _ in 1 2 3 4 5; do
 done
 [ -n "$pid" ] || { echo "leaseqd did not start" >&2; cat "$tmp/log" >&2; exit 1; }
 A=(--addr "127.0.0.1:$port" --json)
+# make bench-commit traces the committer by its thread name
+grep -qx lq-committer /proc/"$pid"/task/*/comm || { echo "FAIL: no lq-committer thread in leaseqd" >&2; exit 1; }
+echo "ok: committer thread named lq-committer"
 jget() { printf '%s\n' "$1" | tail -n 1 | grep -o "\"$2\":[^,}]*" | cut -d: -f2; }
 check() { # check WHAT VALUE MIN
     awk -v v="$2" -v m="$3" 'BEGIN { exit !(v + 0 >= m + 0) }' || { echo "FAIL: $1 = $2 (want >= $3)" >&2; exit 1; }
@@ -60,3 +65,10 @@ redeliver_ms=$(awk -v u="$(jget "$out" redeliver_max_us)" 'BEGIN { printf "%d", 
 echo "ok: redelivery after $redeliver_ms ms"
 out=$("$LG" "${A[@]}" --mode probe --queue lgp --duration 10)
 echo "ok: probe"
+for layout in same contig scattered append; do
+    line=$("$PROBE" --pages 4 --layout "$layout" "$tmp" 5)
+    printf '%s\n' "$line" | grep -Eq "^4 x 4 KiB $layout \+ fdatasync in .*: p50 [0-9]+ us, p90 [0-9]+ us, p99 [0-9]+ us, max [0-9]+ us$" ||
+        { echo "FAIL: fsync_probe --layout $layout printed: $line" >&2; exit 1; }
+done
+"$PROBE" --layout sideways "$tmp" 5 2>/dev/null && { echo "FAIL: fsync_probe took an unknown layout" >&2; exit 1; }
+echo "ok: fsync_probe layouts"
