@@ -24,7 +24,7 @@ static uint64_t oldest_ready(const lq_core *c, const lq_lane *l)
     uint32_t ti = l->ring_head, guard = 0;
     do {
         const lq_tenant *t = &c->tenants[ti];
-        uint32_t slot = lq_heap_top(&t->ready);
+        uint32_t slot = lq_ready_top(&t->ready, &lq_ready_heap_ops, c);
         if (slot != LQ_NONE) {
             uint64_t e = lq_job_at(c, slot)->enqueued_ms;
             if (oldest == 0 || e < oldest)
@@ -186,8 +186,8 @@ static void take_ready(lq_core *c, uint32_t slot)
     lq_tenant *t = &c->tenants[j->tenant];
     lq_lane *l = &c->lanes[t->lane];
     LQ_ASSERT(j->heap_pos != LQ_NONE);
-    lq_heap_remove(&t->ready, &lq_ready_heap_ops, c, j->heap_pos);
-    if (t->ready.n > 0)
+    lq_ready_remove(&t->ready, &lq_ready_heap_ops, c, j->heap_pos);
+    if (lq_ready_count(&t->ready) > 0)
         return;
     uint32_t ti = j->tenant;
     if (t->ring_next == ti) {

@@ -61,7 +61,7 @@ lq_err lq_core_bs_first(const lq_core *c, lq_str queue, uint8_t state, uint64_t 
             uint32_t ti = l->ring_head;
             for (uint32_t k = 0; ti != LQ_NONE && k < l->n_ring; k++) {
                 const lq_tenant *t = &c->tenants[ti];
-                uint32_t top = lq_heap_top(&t->ready);
+                uint32_t top = lq_ready_top(&t->ready, &lq_ready_heap_ops, c);
                 if (top != LQ_NONE && (!best || ready_before(lq_job_at(c, top), best)))
                     best = lq_job_at(c, top);
                 ti = t->ring_next;
@@ -201,8 +201,9 @@ uint64_t lq_core_bs_count_ready_below(const lq_core *c, lq_str queue, int64_t be
         const lq_tenant *t = &c->tenants[ti];
         if (only != LQ_NONE && c->lanes[t->lane].queue != only)
             continue;
-        for (uint32_t k = 0; k < t->ready.n; k++)
-            n += lq_job_at(c, t->ready.v[k])->priority < below;
+        uint32_t cur = 0;
+        for (uint32_t s = lq_ready_next(&t->ready, &cur); s != LQ_NONE; s = lq_ready_next(&t->ready, &cur))
+            n += lq_job_at(c, s)->priority < below;
     }
     return n;
 }

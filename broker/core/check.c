@@ -19,7 +19,7 @@ static void check_jobs(const lq_core *c)
         const lq_tenant *t = lq_job_tenant(c, j);
         switch (j->state) {
         case LQ_STATE_READY:
-            LQ_ASSERT(j->heap_pos < t->ready.n && t->ready.v[j->heap_pos] == slot);
+            LQ_ASSERT(lq_ready_holds(&t->ready, slot, j->heap_pos));
             LQ_ASSERT(j->token == 0 && j->session == LQ_NONE);
             break;
         case LQ_STATE_DELAYED:

@@ -165,7 +165,7 @@ void lq_core_destroy(lq_core *c)
     lq_jobs_free(&c->jobs);
     lq_names_free(&c->names);
     for (uint32_t i = 0; i < c->n_tenants; i++)
-        lq_heap_free(&c->tenants[i].ready);
+        lq_ready_free(&c->tenants[i].ready);
     free(c->tenants);
     free(c->lanes);
     free(c->queues);

@@ -236,8 +236,8 @@ void lq_queue_push_ready(lq_core *c, uint32_t slot)
     LQ_ASSERT(j->heap_pos == LQ_NONE);
     lq_tenant *t = lq_job_tenant(c, j);
     lq_lane *l = &c->lanes[t->lane];
-    lq_must(lq_heap_push(&t->ready, &lq_ready_heap_ops, c, slot));
-    if (t->ready.n == 1)
+    lq_must(lq_ready_push(&t->ready, &lq_ready_heap_ops, c, slot));
+    if (lq_ready_count(&t->ready) == 1)
         ring_insert(c, l, j->tenant);
     j->time_ms = 0;
     lq_job_set_state(c, slot, LQ_STATE_READY);
@@ -249,15 +249,15 @@ void lq_queue_push_ready(lq_core *c, uint32_t slot)
     }
 }
 
-/* Takes a READY job out of its tenant's heap (it stays READY: the caller moves it on). */
+/* Takes a READY job out of its tenant's ready set (it stays READY: the caller moves it on). */
 void lq_queue_remove_ready(lq_core *c, uint32_t slot)
 {
     lq_job *j = lq_job_at(c, slot);
     LQ_ASSERT(j->state == LQ_STATE_READY && j->heap_pos != LQ_NONE);
     lq_tenant *t = lq_job_tenant(c, j);
     lq_lane *l = &c->lanes[t->lane];
-    lq_heap_remove(&t->ready, &lq_ready_heap_ops, c, j->heap_pos);
-    if (t->ready.n == 0)
+    lq_ready_remove(&t->ready, &lq_ready_heap_ops, c, j->heap_pos);
+    if (lq_ready_count(&t->ready) == 0)
         ring_remove(c, l, j->tenant);
 }
 
@@ -309,10 +309,10 @@ static uint32_t lane_pop(lq_core *c, uint32_t li)
     if (ti == LQ_NONE)
         return LQ_NONE;
     lq_tenant *t = &c->tenants[ti];
-    uint32_t slot = lq_heap_top(&t->ready);
+    uint32_t slot = lq_ready_top(&t->ready, &lq_ready_heap_ops, c);
     LQ_ASSERT(slot != LQ_NONE);
-    lq_heap_remove(&t->ready, &lq_ready_heap_ops, c, 0);
-    if (t->ready.n == 0)
+    lq_ready_remove(&t->ready, &lq_ready_heap_ops, c, lq_job_at(c, slot)->heap_pos);
+    if (lq_ready_count(&t->ready) == 0)
         ring_remove(c, l, ti);
     else
         l->ring_head = t->ring_next;
@@ -324,8 +324,8 @@ void lq_queue_unready(lq_core *c, uint32_t slot)
     lq_job *j = lq_job_at(c, slot);
     LQ_ASSERT(j->state == LQ_STATE_READY && j->heap_pos != LQ_NONE);
     lq_tenant *t = lq_job_tenant(c, j);
-    lq_heap_remove(&t->ready, &lq_ready_heap_ops, c, j->heap_pos);
-    if (t->ready.n == 0)
+    lq_ready_remove(&t->ready, &lq_ready_heap_ops, c, j->heap_pos);
+    if (lq_ready_count(&t->ready) == 0)
         ring_remove(c, &c->lanes[t->lane], j->tenant);
 }
 
@@ -438,9 +438,9 @@ void lq_queue_check(const lq_core *c)
             uint32_t ti = l->ring_head;
             do {
                 const lq_tenant *t = &c->tenants[ti];
-                LQ_ASSERT(t->lane == li && t->ready.n > 0);
+                LQ_ASSERT(t->lane == li && lq_ready_count(&t->ready) > 0);
                 LQ_ASSERT(c->tenants[t->ring_next].ring_prev == ti);
-                in_heaps += t->ready.n;
+                in_heaps += lq_ready_count(&t->ready);
                 ring++;
                 LQ_ASSERT(ring <= c->n_tenants);
                 ti = t->ring_next;
@@ -451,11 +451,14 @@ void lq_queue_check(const lq_core *c)
     }
     for (uint32_t ti = 0; ti < c->n_tenants; ti++) {
         const lq_tenant *t = &c->tenants[ti];
-        LQ_ASSERT((t->ready.n > 0) == (t->ring_next != LQ_NONE));
-        lq_heap_check(&t->ready, &lq_ready_heap_ops, c);
-        for (uint32_t k = 0; k < t->ready.n; k++) {
-            const lq_job *j = lq_job_at(c, t->ready.v[k]);
+        LQ_ASSERT((lq_ready_count(&t->ready) > 0) == (t->ring_next != LQ_NONE));
+        lq_ready_check(&t->ready, &lq_ready_heap_ops, c);
+        uint32_t cur = 0, seen = 0;
+        for (uint32_t s = lq_ready_next(&t->ready, &cur); s != LQ_NONE; s = lq_ready_next(&t->ready, &cur)) {
+            const lq_job *j = lq_job_at(c, s);
             LQ_ASSERT(j->state == LQ_STATE_READY && j->tenant == ti);
+            seen++;
         }
+        LQ_ASSERT(seen == lq_ready_count(&t->ready));
     }
 }

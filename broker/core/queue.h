@@ -13,6 +13,7 @@
 #include "admin.h"
 #include "core.h"
 #include "heap.h"
+#include "ready.h"
 
 typedef struct {
     uint32_t name;      /* interned */
@@ -38,7 +39,7 @@ typedef struct {
     uint32_t name;      /* interned tenant name ("" = the shared tenant) */
     uint32_t lane;
     uint32_t ring_prev, ring_next;
-    lq_heap ready;      /* job slots by (priority, seq) */
+    lq_ready ready;     /* job slots by (priority, seq) */
 } lq_tenant;
 
 typedef struct {
