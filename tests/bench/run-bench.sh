@@ -13,9 +13,6 @@ set -euo pipefail
 
 build=${1:-build}
 cd "$(dirname "$0")/../.."
-LEASEQD=$build/bin/leaseqd
-LOADGEN=$build/bench/loadgen
-PROBE=$build/bench/fsync_probe
 DURATION=${BENCH_DURATION:-8}
 REPEATS=${BENCH_REPEATS:-3}
 PREFILL=${BENCH_PREFILL:-1000000}
@@ -25,48 +22,9 @@ CONNS=16
 DEPTH=16
 SIZE=100
 
-for f in "$LEASEQD" "$LOADGEN" "$PROBE"; do
-    [ -x "$f" ] || { echo "run-bench: $f is missing (make BUILD=$build all tests)" >&2; exit 2; }
-done
-
-tmp=$(mktemp -d /tmp/leaseq-bench-XXXXXX)
-pid=
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-start_broker() {
-    for _ in 1 2 3 4 5; do
-        port=$((20000 + RANDOM % 40000))
-        port_in_use "$port" && continue
-        "$LEASEQD" --listen "127.0.0.1:$port" --data-dir "$tmp/data" --sync "$SYNC" --map-size 16G \
-            >>"$tmp/leaseqd.log" 2>&1 &
-        pid=$!
-        for _ in $(seq 200); do
-            if port_in_use "$port"; then return 0; fi
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        pid=
-    done
-    echo "run-bench: leaseqd did not start; its log:" >&2
-    tail -n 20 "$tmp/leaseqd.log" >&2
-    exit 1
-}
-
-# jget JSON KEY -> the number (flat JSON as loadgen prints it)
-jget() { printf '%s\n' "$1" | awk -v k="\"$2\":" '{ i = index($0, k); if (i) { s = substr($0, i + length(k)); sub(/[,}].*/, "", s); print s } }'; }
+# shellcheck source=tests/bench/broker-lib.sh
+. tests/bench/broker-lib.sh
+bench_init run-bench "$build"
 
 # median of the numbers given as arguments
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -95,7 +53,7 @@ declare -A R
 total_ops=0
 t_begin=$SECONDS
 probe_before=$("$PROBE" "$tmp" 300)
-start_broker
+start_broker --sync "$SYNC" --map-size 16G
 cpu_b0=$(cpu_busy); cpu_d0=$(proc_cpu "$pid" 12); cpu_l0=$(proc_cpu $$ 14); wall0=$(date +%s.%N)
 echo "leaseqd pid $pid on 127.0.0.1:$port, sync $SYNC, data in $tmp/data; $REPEATS runs of ${DURATION} s each" >&2
 
@@ -172,5 +130,5 @@ echo "leaseqd after the runs: RSS $((rss_kb / 1024)) MiB (peak $((hwm_kb / 1024)
      "SIGTERM exit status $stop_rc; $total_ops durable operations (enqueues + acks) in ${commits:-?} commits" \
      "($(awk -v o="$total_ops" -v c="${commits:-0}" 'BEGIN { if (c > 0) printf "%.0f", o / c; else printf "?" }') per commit); total $((SECONDS - t_begin)) s"
 echo "$cpu_line"
-echo "disk before the runs: ${probe_before#fdatasync of 4 KiB in $tmp }"
-echo "disk after the runs:  ${probe_after#fdatasync of 4 KiB in $tmp }"
+echo "disk before the runs: ${probe_before#fdatasync of 4 KiB in "$tmp" }"
+echo "disk after the runs:  ${probe_after#fdatasync of 4 KiB in "$tmp" }"

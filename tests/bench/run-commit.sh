@@ -15,51 +15,11 @@ set -euo pipefail
 
 build=${1:-build}
 cd "$(dirname "$0")/../.."
-LEASEQD=$build/bin/leaseqd
-LOADGEN=$build/bench/loadgen
-PROBE=$build/bench/fsync_probe
 DURATION=${COMMIT_DURATION:-3}
-for f in "$LEASEQD" "$LOADGEN" "$PROBE"; do
-    [ -x "$f" ] || { echo "run-commit: $f is missing (make BUILD=$build all tests)" >&2; exit 2; }
-done
 
-tmp=$(mktemp -d /tmp/leaseq-commit-XXXXXX)
-pid=
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-start_broker() {
-    rm -rf "$tmp/data"
-    for _ in 1 2 3 4 5; do
-        port=$((20000 + RANDOM % 40000))
-        hport=$((port + 1))
-        { port_in_use "$port" || port_in_use "$hport"; } && continue
-        "$LEASEQD" --listen "127.0.0.1:$port" --http-listen "127.0.0.1:$hport" --data-dir "$tmp/data" \
-            --sync full --map-size 16G >>"$tmp/leaseqd.log" 2>&1 &
-        pid=$!
-        for _ in $(seq 200); do
-            if port_in_use "$port" && port_in_use "$hport"; then return 0; fi
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.05
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        pid=
-    done
-    echo "run-commit: leaseqd did not start; its log:" >&2
-    tail -n 20 "$tmp/leaseqd.log" >&2
-    exit 1
-}
+# shellcheck source=tests/bench/broker-lib.sh
+. tests/bench/broker-lib.sh
+bench_init run-commit "$build"
 
 stop_broker() {
     kill -TERM "$pid"
@@ -77,7 +37,6 @@ metric() {
     printf '%s\n' "$resp" | awk -v m="$1" '$1 == m { print $2 }'
 }
 
-jget() { printf '%s\n' "$1" | awk -v k="\"$2\":" '{ i = index($0, k); if (i) { s = substr($0, i + length(k)); sub(/[,}].*/, "", s); print s } }'; }
 
 echo "# Where a durable commit's time goes"
 echo
@@ -103,7 +62,8 @@ echo
 echo "| in flight | jobs/s | jobs per commit | ms per commit (mean) | committer busy |"
 echo "| ---: | ---: | ---: | ---: | ---: |"
 for c in 4 16 32 64; do
-    start_broker
+    rm -rf "$tmp/data"
+    start_broker --http --sync full --map-size 16G
     s0=$(metric leaseq_commit_duration_seconds_sum); n0=$(metric leaseq_commit_duration_seconds_count)
     json=$("$LOADGEN" --addr "127.0.0.1:$port" --json --mode enqueue --connections "$c" --depth 16 --size 100 \
         --duration "$DURATION" --queue commit | tail -n 1)
@@ -121,7 +81,8 @@ if ! command -v strace >/dev/null 2>&1; then
     echo "strace is not installed: skipped (apt-get install strace to see it)."
     exit 0
 fi
-start_broker
+rm -rf "$tmp/data"
+start_broker --http --sync full --map-size 16G
 "$LOADGEN" --addr "127.0.0.1:$port" --mode enqueue --connections 16 --depth 16 --size 100 \
     --duration $((DURATION + 2)) --queue commit >/dev/null &
 lg=$!
