@@ -98,6 +98,12 @@ void lq_ready_remove(lq_ready *r, const lq_heap_ops *ops, void *ctx, uint32_t po
         r->head++;
     while (r->tail != r->head && r->ring[(r->tail - 1) & m] == LQ_NONE)
         r->tail--;
+    if (r->n_ring == 0 && r->cap > LQ_READY_KEEP_CAP) {
+        free(r->ring);
+        r->ring = NULL;
+        r->cap = 0;
+        r->head = r->tail = 0;
+    }
 }
 
 uint32_t lq_ready_top(const lq_ready *r, const lq_heap_ops *ops, const void *ctx)

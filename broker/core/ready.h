@@ -11,7 +11,8 @@
  * Positions (ops->set_pos) are heap positions as lq_heap gives them, or LQ_READY_RING plus the
  * item's ring index. Taking an item out of the middle of the ring (cancel, purge, expiry)
  * leaves a hole that the ends skip; a full ring with as many holes as items is compacted
- * instead of grown, so holes cost at most as much memory as the items around them. */
+ * instead of grown, so holes cost at most as much memory as the items around them. A large
+ * ring is freed when it empties, so a drained backlog gives its memory back. */
 #ifndef LQ_READY_H
 #define LQ_READY_H
 
@@ -22,6 +23,7 @@
 #include "lq_err.h"
 
 #define LQ_READY_RING 0x80000000u /* position flag: in the ring; never set with LQ_NONE's value */
+#define LQ_READY_KEEP_CAP 4096u    /* an emptied ring with more slots than this is freed */
 
 typedef struct {
     lq_heap heap;

@@ -124,6 +124,15 @@ static void check_all(const lq_ready *r, const items *it)
     free(seen);
 }
 
+static bool seq_less(const void *ctx, uint32_t a, uint32_t b)
+{
+    (void)ctx;
+    return a < b;
+}
+static void seq_set(void *ctx, uint32_t item, uint32_t pos) { ((uint32_t *)ctx)[item] = pos; }
+static uint32_t seq_get(const void *ctx, uint32_t item) { return ((const uint32_t *)ctx)[item]; }
+static const lq_heap_ops seq_ops = {seq_less, seq_set, seq_get};
+
 static items *items_new(void)
 {
     items *it = calloc(1, sizeof *it);
@@ -256,6 +265,26 @@ static void test_ready_holes_compact(void **state)
     check_all(&r, it);
     lq_ready_free(&r);
     free(it);
+    /* an emptied ring is kept up to LQ_READY_KEEP_CAP slots for the next pushes, freed above */
+    enum { BIG = 3 * LQ_READY_KEEP_CAP };
+    uint32_t *seq_pos = malloc(BIG * sizeof *seq_pos);
+    for (uint32_t want = LQ_READY_KEEP_CAP; want <= BIG; want += BIG - LQ_READY_KEEP_CAP) {
+        lq_ready q = {0};
+        for (uint32_t k = 0; k < want; k++)
+            assert_int_equal(lq_ready_push(&q, &seq_ops, seq_pos, k), LQ_OK);
+        assert_int_equal(q.heap.n, 0);
+        for (uint32_t k = 0; k < want; k++) {
+            assert_int_equal(lq_ready_top(&q, &seq_ops, seq_pos), k);
+            lq_ready_remove(&q, &seq_ops, seq_pos, seq_pos[k]);
+        }
+        assert_int_equal(lq_ready_count(&q), 0);
+        if (want > LQ_READY_KEEP_CAP)
+            assert_true(q.cap == 0 && q.ring == NULL);
+        else
+            assert_int_equal(q.cap, LQ_READY_KEEP_CAP);
+        lq_ready_free(&q);
+    }
+    free(seq_pos);
 }
 
 /* Ring indexes wrap around 2^32 (and positions keep 30 bits of them) without confusion. */
