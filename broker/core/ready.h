@@ -12,7 +12,7 @@
  * item's ring index. Taking an item out of the middle of the ring (cancel, purge, expiry)
  * leaves a hole that the ends skip; a full ring with as many holes as items is compacted
  * instead of grown, so holes cost at most as much memory as the items around them. A large
- * ring is freed when it empties, so a drained backlog gives its memory back. */
+ * ring is freed when it empties, so a drained backlog does not keep its array. */
 #ifndef LQ_READY_H
 #define LQ_READY_H
 
