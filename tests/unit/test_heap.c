@@ -99,6 +99,25 @@ static uint32_t ref_min(const items *it)
     return best;
 }
 
+/* Puts item k with the given key into r. */
+static void put(lq_ready *r, items *it, uint32_t k, uint64_t key)
+{
+    it->key[k] = key;
+    assert_int_equal(lq_ready_push(r, &it_ops, it, k), LQ_OK);
+    it->in[k] = true;
+}
+
+/* Takes the top out of r and returns it, after checking it is the one the test expects. */
+static uint32_t take_top(lq_ready *r, items *it, uint32_t want)
+{
+    uint32_t top = lq_ready_top(r, &it_ops, it);
+    assert_int_equal(top, want);
+    lq_ready_remove(r, &it_ops, it, it->pos[top]);
+    assert_int_equal(it->pos[top], LQ_NONE);
+    it->in[top] = false;
+    return top;
+}
+
 static void check_all(const lq_ready *r, const items *it)
 {
     lq_ready_check(r, &it_ops, it);
@@ -153,18 +172,13 @@ static void test_ready_random(void **state)
         uint32_t i = (uint32_t)(rnd() % N_ITEMS);
         int op = (int)(rnd() % 8);
         if (!it->in[i]) {
-            it->key[i] = rnd() % 10 == 0 ? rnd() % next_key : next_key++;
-            assert_int_equal(lq_ready_push(&r, &it_ops, it, i), LQ_OK);
-            it->in[i] = true;
+            put(&r, it, i, rnd() % 10 == 0 ? rnd() % next_key : next_key++);
         } else if (op == 0) {
             lq_ready_remove(&r, &it_ops, it, it->pos[i]);
             assert_int_equal(it->pos[i], LQ_NONE);
             it->in[i] = false;
         } else if (op <= 3) {
-            uint32_t top = lq_ready_top(&r, &it_ops, it);
-            assert_int_equal(top, ref_min(it));
-            lq_ready_remove(&r, &it_ops, it, it->pos[top]);
-            it->in[top] = false;
+            (void)take_top(&r, it, ref_min(it));
         }
         if (step % 10000 == 0)
             check_all(&r, it);
@@ -173,12 +187,9 @@ static void test_ready_random(void **state)
     /* draining gives sorted order */
     uint32_t prev = LQ_NONE;
     while (lq_ready_count(&r) > 0) {
-        uint32_t top = lq_ready_top(&r, &it_ops, it);
-        assert_int_equal(top, ref_min(it));
+        uint32_t top = take_top(&r, it, ref_min(it));
         if (prev != LQ_NONE)
             assert_false(it_less(it, top, prev));
-        lq_ready_remove(&r, &it_ops, it, it->pos[top]);
-        it->in[top] = false;
         prev = top;
     }
     assert_int_equal(lq_ready_top(&r, &it_ops, it), LQ_NONE);
@@ -199,19 +210,14 @@ static void test_ready_fifo_stays_in_ring(void **state)
         it->in[k] = true;
         assert_true(it->pos[k] & LQ_READY_RING);
         if (k % 2 == 1) { /* take one for every two pushed */
-            uint32_t top = lq_ready_top(&r, &it_ops, it);
-            assert_int_equal(top, k / 2);
-            lq_ready_remove(&r, &it_ops, it, it->pos[top]);
-            it->in[top] = false;
+            (void)take_top(&r, it, k / 2);
         }
     }
     assert_int_equal(r.heap.n, 0);
     assert_int_equal(lq_ready_count(&r), 900);
     check_all(&r, it);
     /* a smaller key (a requeue to the front) goes to the heap and comes out first */
-    it->key[1900] = 0;
-    assert_int_equal(lq_ready_push(&r, &it_ops, it, 1900), LQ_OK);
-    it->in[1900] = true;
+    put(&r, it, 1900, 0);
     assert_false(it->pos[1900] & LQ_READY_RING);
     assert_int_equal(r.heap.n, 1);
     assert_int_equal(lq_ready_top(&r, &it_ops, it), 1900);
@@ -228,9 +234,7 @@ static void test_ready_holes_compact(void **state)
     items *it = items_new();
     lq_ready r = {0};
     for (uint32_t k = 0; k < 64; k++) {
-        it->key[k] = k;
-        assert_int_equal(lq_ready_push(&r, &it_ops, it, k), LQ_OK);
-        it->in[k] = true;
+        put(&r, it, k, k);
     }
     assert_int_equal(r.cap, 64);
     for (uint32_t k = 1; k < 63; k += 2) { /* every odd one but the last, and 2: 32 holes inside */
@@ -241,9 +245,7 @@ static void test_ready_holes_compact(void **state)
     it->in[2] = false;
     check_all(&r, it);
     assert_int_equal(r.tail - r.head, 64);
-    it->key[64] = 64;
-    assert_int_equal(lq_ready_push(&r, &it_ops, it, 64), LQ_OK);
-    it->in[64] = true;
+    put(&r, it, 64, 64);
     assert_int_equal(r.cap, 64); /* compacted, not grown */
     assert_int_equal(r.tail - r.head, lq_ready_count(&r));
     check_all(&r, it);
@@ -256,9 +258,7 @@ static void test_ready_holes_compact(void **state)
     assert_int_equal(lq_ready_top(&r, &it_ops, it), 4);
     /* a full ring without holes doubles and keeps every position valid */
     for (uint32_t k = 100; k < 330; k++) {
-        it->key[k] = k;
-        assert_int_equal(lq_ready_push(&r, &it_ops, it, k), LQ_OK);
-        it->in[k] = true;
+        put(&r, it, k, k);
     }
     assert_true(r.cap >= 256);
     assert_int_equal(r.heap.n, 0);
@@ -297,14 +297,9 @@ static void test_ready_index_wrap(void **state)
     uint32_t pushed = 0, popped = 0;
     for (uint32_t round = 0; round < 400; round++) {
         uint32_t k = pushed % N_ITEMS;
-        it->key[k] = pushed++;
-        assert_int_equal(lq_ready_push(&r, &it_ops, it, k), LQ_OK);
-        it->in[k] = true;
+        put(&r, it, k, pushed++);
         if (round % 4 == 3) {
-            uint32_t top = lq_ready_top(&r, &it_ops, it);
-            assert_int_equal(top, popped % N_ITEMS);
-            lq_ready_remove(&r, &it_ops, it, it->pos[top]);
-            it->in[top] = false;
+            (void)take_top(&r, it, popped % N_ITEMS);
             popped++;
         }
     }
