@@ -1,4 +1,4 @@
-/* fsync_probe [--pages K] [--layout same|contig|scattered|append] DIR [N]: the latency of
+/* fsync_probe [--pages K] [--layout same|contig|scattered|append|log] DIR [N]: the latency of
  * "write K pages of 4 KiB, fdatasync" in DIR, N times (default 200).
  *
  * With sync full, every group commit of leaseqd waits for the disk, so with a fixed number of
@@ -13,6 +13,9 @@
  *   scattered  K pages each at its own random place in that region
  *   append     K pages past the end of the file, which grows (block allocation and the inode's
  *              size go to the journal, as when LMDB or an append-only log extends its file)
+ *   log        K pages in one write, each probe right after the last one in that region (a
+ *              write-ahead log in a file written full size beforehand: one extent, sequential,
+ *              no allocation); run it while a broker is busy to see what a log flush costs then
  *
  * Prints one line: p50, p90, p99 and max in microseconds.
  */
@@ -30,8 +33,8 @@
 #define PAGE 4096u
 #define REGION_PAGES (64u * 1024u * 1024u / PAGE)
 
-enum layout { L_SAME, L_CONTIG, L_SCATTERED, L_APPEND };
-static const char *const layout_names[] = {"same", "contig", "scattered", "append"};
+enum layout { L_SAME, L_CONTIG, L_SCATTERED, L_APPEND, L_LOG };
+static const char *const layout_names[] = {"same", "contig", "scattered", "append", "log"};
 
 static uint64_t now_ns(void)
 {
@@ -57,13 +60,13 @@ static uint64_t next_rand(uint64_t *s)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: fsync_probe [--pages K] [--layout same|contig|scattered|append] DIR [N]\n");
+    fprintf(stderr, "usage: fsync_probe [--pages K] [--layout same|contig|scattered|append|log] DIR [N]\n");
     return 2;
 }
 
 static int parse_layout(const char *s, enum layout *out)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < (int)(sizeof(layout_names) / sizeof(layout_names[0])); i++)
         if (strcmp(s, layout_names[i]) == 0) {
             *out = (enum layout)i;
             return 0;
@@ -114,6 +117,7 @@ int main(int argc, char **argv)
     }
     unlink(path); /* the file lives as long as fd */
     static uint8_t block[PAGE];
+    static uint8_t record[PAGES_MAX * PAGE]; /* log: one write of K pages */
     uint64_t *lat = malloc((size_t)n * sizeof *lat); /* owner: main */
     int rc = 1;
     if (!lat)
@@ -130,11 +134,21 @@ int main(int argc, char **argv)
     }
     uint64_t seed = 0x9e3779b97f4a7c15u ^ (uint64_t)getpid();
     off_t end = (off_t)REGION_PAGES * PAGE;
+    off_t log_at = 0;
     for (long i = 0; i < n; i++) {
         block[0] = (uint8_t)i;
         off_t base = (off_t)(next_rand(&seed) % (REGION_PAGES - (uint32_t)pages)) * PAGE;
         uint64_t t0 = now_ns();
-        for (long p = 0; p < pages; p++) {
+        if (lay == L_LOG) {
+            size_t len = (size_t)pages * PAGE;
+            if (log_at + (off_t)len > (off_t)REGION_PAGES * PAGE)
+                log_at = 0;
+            record[0] = (uint8_t)i;
+            if (pwrite(fd, record, len, log_at) != (ssize_t)len)
+                goto fail;
+            log_at += (off_t)len;
+        }
+        for (long p = 0; p < pages && lay != L_LOG; p++) {
             off_t off;
             switch (lay) {
             case L_SAME: off = (off_t)p * PAGE; break;

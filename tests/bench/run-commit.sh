@@ -7,7 +7,11 @@
 #   2. the broker: one fresh `leaseqd --sync full` per row, enqueue of 100-byte jobs with C
 #      connections x 16 in flight for COMMIT_DURATION seconds (default 3), commits counted on
 #      /metrics: jobs per commit and time per commit as the requests in flight grow;
-#   3. one commit's system calls (strace on the committer thread for 1 s, when strace is
+#   3. what a write-ahead log's flush would cost: fsync_probe --layout log (K pages in one
+#      sequential write, the size of one group commit's record) on an idle machine, then while
+#      a leaseqd serves the 16 x 16 enqueue load, with --sync none (CPUs busy, no flushes of
+#      its own) and with --sync full (its commits flushing too);
+#   4. one commit's system calls (strace on the committer thread for 1 s, when strace is
 #      installed): LMDB writes the pages, fdatasyncs the file, then writes the meta page through
 #      a second descriptor opened O_DSYNC.
 # Nothing is left running; the data folders are deleted.
@@ -75,7 +79,32 @@ for c in 4 16 32 64; do
 done
 
 echo
-echo "## 3. One second of the committer thread's system calls (16 × 16 enqueue)"
+echo "## 3. A log append's flush: 9 pages in one sequential write + fdatasync (\`fsync_probe --pages 9 --layout log\`), µs"
+echo
+echo "36 KiB is one group commit's worth of 100-byte jobs (about 125 jobs with their records)."
+echo
+echo "| while | p50 | p90 | p99 | enqueue jobs/s meanwhile |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+probe_log() {
+    "$PROBE" --pages 9 --layout log "$tmp" 300 |
+        sed -E 's/.*p50 ([0-9]+) us, p90 ([0-9]+) us, p99 ([0-9]+) us.*/\1 | \2 | \3/'
+}
+echo "| the machine is idle | $(probe_log) | - |"
+for mode in none full; do
+    rm -rf "$tmp/data"
+    start_broker --sync "$mode" --map-size 16G
+    "$LOADGEN" --addr "127.0.0.1:$port" --json --mode enqueue --connections 16 --depth 16 --size 100 \
+        --duration $((DURATION + 2)) --queue commit >"$tmp/lg.json" &
+    lg=$!
+    sleep 1
+    row=$(probe_log)
+    wait "$lg" || true
+    stop_broker
+    echo "| leaseqd --sync $mode serves 16 × 16 enqueue | $row | $(jget "$(tail -n 1 "$tmp/lg.json")" enq_per_s | cut -d. -f1) |"
+done
+
+echo
+echo "## 4. One second of the committer thread's system calls (16 × 16 enqueue)"
 echo
 if ! command -v strace >/dev/null 2>&1; then
     echo "strace is not installed: skipped (apt-get install strace to see it)."

@@ -65,7 +65,7 @@ redeliver_ms=$(awk -v u="$(jget "$out" redeliver_max_us)" 'BEGIN { printf "%d", 
 echo "ok: redelivery after $redeliver_ms ms"
 out=$("$LG" "${A[@]}" --mode probe --queue lgp --duration 10)
 echo "ok: probe"
-for layout in same contig scattered append; do
+for layout in same contig scattered append log; do
     line=$("$PROBE" --pages 4 --layout "$layout" "$tmp" 5)
     printf '%s\n' "$line" | grep -Eq "^4 x 4 KiB $layout \+ fdatasync in .*: p50 [0-9]+ us, p90 [0-9]+ us, p99 [0-9]+ us, max [0-9]+ us$" ||
         { echo "FAIL: fsync_probe --layout $layout printed: $line" >&2; exit 1; }
