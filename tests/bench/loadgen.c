@@ -39,7 +39,8 @@
 #include "proto/arena.h"
 #include "proto/frame.h"
 
-static const char *const lat_names[LAT_N] = {"enq", "deq", "ack", "la", "wait", "waitapi", "redeliver", "pace"};
+static const char *const lat_names[LAT_N] = {"enq", "deq", "ack", "la", "wait", "waitapi", "redeliver", "pace",
+                                             "waitsent"};
 
 static void usage(void)
 {
@@ -253,6 +254,9 @@ static void report(const lg_config *cfg, const lg_stats *st, double elapsed_s)
     if (h_w->total && cfg->mode != MODE_LEASE_ACK)
         printf(" queue wait p50 %.0f us p99 %.0f us p99.9 %.0f us;", us(hist_quantile(h_w, 0.5)),
                us(hist_quantile(h_w, 0.99)), us(hist_quantile(h_w, 0.999)));
+    if (st->lat[LAT_WAIT_SENT].total && cfg->rate > 0)
+        printf(" from the send p50 %.0f us p99 %.0f us p99.9 %.0f us;", us(hist_quantile(&st->lat[LAT_WAIT_SENT], 0.5)),
+               us(hist_quantile(&st->lat[LAT_WAIT_SENT], 0.99)), us(hist_quantile(&st->lat[LAT_WAIT_SENT], 0.999)));
     if (st->lat[LAT_WAIT_API].total)
         printf(" api wait p50 %.0f us p99 %.0f us p99.9 %.0f us max %.0f us (%llu);",
                us(hist_quantile(&st->lat[LAT_WAIT_API], 0.5)), us(hist_quantile(&st->lat[LAT_WAIT_API], 0.99)),

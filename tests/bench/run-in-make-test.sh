@@ -47,6 +47,12 @@ check "acked" "$(jget "$out" ack_ok)" 2000
 out=$("$LG" "${A[@]}" --mode cycle --rate 2000 --duration 1 --wait-ms 500 --connections 4 --depth 4 --queue c)
 check "open-loop enqueues" "$(jget "$out" enq_ok)" 1500
 check "queue-wait samples" "$(jget "$out" wait_n)" 1500
+# Every 100-byte payload carries its send time too: the wait from the send is measured for each
+# job, and it is never longer than the wait from the schedule (the send comes after it).
+check "queue-wait-from-the-send samples" "$(jget "$out" waitsent_n)" "$(jget "$out" wait_n)"
+awk -v s="$(jget "$out" waitsent_p50_us)" -v w="$(jget "$out" wait_p50_us)" 'BEGIN { exit !(s > 0 && s <= w) }' ||
+    { echo "FAIL: queue wait from the send p50 $(jget "$out" waitsent_p50_us) us, from the schedule $(jget "$out" wait_p50_us) us" >&2; exit 1; }
+echo "ok: queue wait from the send p50 $(jget "$out" waitsent_p50_us) us <= from the schedule $(jget "$out" wait_p50_us) us"
 # The pacer must put a due enqueue on the wire at once: at 20/s a send left in the buffer until
 # the loop's next wake is 20 ms late (its longest sleep); normal is well under 1 ms.
 out=$("$LG" "${A[@]}" --mode enqueue --rate 20 --duration 1 --connections 1 --depth 1 --queue p)

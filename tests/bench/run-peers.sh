@@ -176,7 +176,8 @@ lg() {
     local key
     for key in enq_per_s la_per_s enq_p50_us enq_p99_us enq_p999_us la_p50_us la_p99_us la_p999_us \
         wait_p50_us wait_p99_us wait_p999_us waitapi_p50_us waitapi_p99_us waitapi_p999_us waitapi_max_us \
-        redeliver_max_us errors elapsed_s late_sends pace_p50_us pace_p99_us; do
+        redeliver_max_us errors elapsed_s late_sends pace_p50_us pace_p99_us waitsent_p50_us waitsent_p99_us \
+        waitsent_p999_us; do
         R[$scen,$sys,$run,$key]=$(jget "$json" "$key")
     done
 }
@@ -384,15 +385,16 @@ for scen in $SCENARIOS; do
         md ""
         md "### Queue-wait latency at 50 % of each system's own full-cycle peak (open loop)"
         md ""
-        md "Command: \`loadgen --proto P --addr A --mode cycle --connections 16 --depth 16 --wait-ms 1000 --rate R --duration $DUR\`, R = half the median enqueue rate of that system's full-cycle run above. Queue wait: enqueue's scheduled send → job received by a worker. Pacer lateness: how late the load generator itself put the enqueues on the wire (scheduled → written), a share of every queue wait. Plot: docs/perf-queue-wait.png (run 1)."
+        md "Command: \`loadgen --proto P --addr A --mode cycle --connections 16 --depth 16 --wait-ms 1000 --rate R --duration $DUR\`, R = half the median enqueue rate of that system's full-cycle run above. Queue wait: enqueue's scheduled send → job received by a worker. Pacer lateness: how late the load generator itself put the enqueues on the wire (scheduled → written), a share of every queue wait. From the send: the same wait counted from the moment the enqueue was put in the connection's output buffer (flushed before the generator waits), i.e. without the generator's own lateness. Plot: docs/perf-queue-wait.png (run 1)."
         md ""
-        md "| system | rate offered | p50 µs | p99 µs | p99.9 µs | leaseq p99 ÷ this p99 | each run p99 µs | pacer lateness p50 / p99 µs |"
-        md "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+        md "| system | rate offered | p50 µs | p99 µs | p99.9 µs | leaseq p99 ÷ this p99 | each run p99 µs | pacer lateness p50 / p99 µs | from the send p50 / p99 / p99.9 µs |"
+        md "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
         lqp=$(med lat lq wait_p99_us)
         for s in $SYSTEMS; do
             md "| $s | $(fmt "${R[lat,$s,rate]:-}") | $(fmt "$(med lat "$s" wait_p50_us)") | $(fmt "$(med lat "$s" wait_p99_us)") |" \
                 "$(fmt "$(med lat "$s" wait_p999_us)") | $(ratio "$lqp" "$(med lat "$s" wait_p99_us)") | $(each lat "$s" wait_p99_us) |" \
-                "$(fmt "$(med lat "$s" pace_p50_us)") / $(fmt "$(med lat "$s" pace_p99_us)") |"
+                "$(fmt "$(med lat "$s" pace_p50_us)") / $(fmt "$(med lat "$s" pace_p99_us)") |" \
+                "$(fmt "$(med lat "$s" waitsent_p50_us)") / $(fmt "$(med lat "$s" waitsent_p99_us)") / $(fmt "$(med lat "$s" waitsent_p999_us)") |"
         done
         ;;
     prio)

@@ -31,16 +31,23 @@
 #define LG_DRAIN_MS 10000u             /* after the stop, how long outstanding replies are awaited */
 /* Every payload of 16 bytes or more starts with a stamp: u64 scheduled send time (CLOCK_MONOTONIC
  * ns of this process), u8 class, 7 bytes of a per-thread sequence number (keeps the payloads
- * distinct, which Redis's LREM needs). The worker side reads it back: queue-wait latency. */
+ * distinct, which Redis's LREM needs). The worker side reads it back: queue-wait latency.
+ * Payloads of 24 bytes or more also carry, in bytes 16..23, the time the payload was put in the
+ * connection's output buffer: the pacer flushes that buffer before it waits, so this is when the
+ * enqueue left the generator, give or take the rest of that loop pass. The wait counted from it
+ * (LAT_WAIT_SENT) leaves out the generator's own lateness, which on a shared 2-core machine can
+ * be most of an open-loop queue wait's tail; LAT_WAIT keeps counting from the schedule. */
 #define LG_STAMP_BYTES 16u
+#define LG_STAMP_SENT_BYTES 24u
 
 typedef enum { PROTO_NATIVE, PROTO_BEANSTALK, PROTO_REDIS_LIST, PROTO_REDIS_STREAM } lg_proto;
 typedef enum { MODE_ENQUEUE, MODE_LEASE_ACK, MODE_CYCLE, MODE_PRIO, MODE_REDELIVER, MODE_PROBE } lg_mode;
 typedef enum { ROLE_PRODUCER, ROLE_WORKER, ROLE_FROZEN, ROLE_RESCUER } lg_role;
 typedef enum { CLASS_APP = 0, CLASS_API = 1 } lg_class;
 /* LAT_PACE: how late the open-loop pacer put each enqueue on the wire (its own share of every
- * latency counted from the scheduled time). */
-enum { LAT_ENQ, LAT_DEQ, LAT_ACK, LAT_CYCLE, LAT_WAIT, LAT_WAIT_API, LAT_REDELIVER, LAT_PACE, LAT_N };
+ * latency counted from the scheduled time). LAT_WAIT_SENT: queue wait from the send (see
+ * LG_STAMP_SENT_BYTES). */
+enum { LAT_ENQ, LAT_DEQ, LAT_ACK, LAT_CYCLE, LAT_WAIT, LAT_WAIT_API, LAT_REDELIVER, LAT_PACE, LAT_WAIT_SENT, LAT_N };
 enum { ERR_SLOTS = 16 };
 
 typedef struct {

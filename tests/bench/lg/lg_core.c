@@ -99,6 +99,10 @@ bool lg_out_payload(lg_thread *t, lg_conn *c, lg_class cls, uint64_t t_ns)
         for (unsigned i = 9; i < 16; i++) /* printable, so text protocols see no surprises */
             p[i] = (uint8_t)('a' + p[i] % 26);
     }
+    if (size >= LG_STAMP_SENT_BYTES) {
+        uint64_t sent = lg_now_ns();
+        memcpy(p + 16, &sent, 8);
+    }
     c->out_len += size;
     return true;
 }
@@ -288,6 +292,11 @@ void lg_job_leased(lg_thread *t, lg_conn *c, unsigned si, const uint8_t *payload
     hist_add(&t->st.lat[LAT_WAIT], now - stamp);
     if (payload[8] == CLASS_API)
         hist_add(&t->st.lat[LAT_WAIT_API], now - stamp);
+    uint64_t sent = 0;
+    if (len >= LG_STAMP_SENT_BYTES)
+        memcpy(&sent, payload + 16, 8);
+    if (sent >= stamp && sent <= now)
+        hist_add(&t->st.lat[LAT_WAIT_SENT], now - sent);
 }
 
 static bool send_acks(lg_thread *t, lg_conn *c, unsigned si)
