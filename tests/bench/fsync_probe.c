@@ -148,7 +148,7 @@ int main(int argc, char **argv)
                 goto fail;
             log_at += (off_t)len;
         }
-        for (long p = 0; p < pages && lay != L_LOG; p++) {
+        for (long p = 0; lay != L_LOG && p < pages; p++) { /* the other layouts: page by page */
             off_t off;
             switch (lay) {
             case L_SAME: off = (off_t)p * PAGE; break;
