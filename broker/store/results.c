@@ -53,8 +53,13 @@ static int apply_finish(lq_store *st, MDB_txn *txn, const lq_batch_op *op, bool 
     uint8_t kb[8];
     lq_key_be(kb, op->id);
     MDB_val k = {8, kb}, v;
+    /* One descent finds the job and deletes it (mdb_get then mdb_del walked the tree twice). */
+    *what = "finish: cursor";
+    int rc = 0;
+    if (st->wjobs == NULL && (rc = mdb_cursor_open(txn, st->jobs, &st->wjobs)) != 0)
+        return rc;
     *what = "finish: get job";
-    int rc = mdb_get(txn, st->jobs, &k, &v);
+    rc = mdb_cursor_get(st->wjobs, &k, &v, MDB_SET);
     if (rc == MDB_NOTFOUND)
         return 0; /* never stored (its put was dropped) or finished already: nothing to do */
     if (rc != 0)
@@ -88,22 +93,29 @@ static int apply_finish(lq_store *st, MDB_txn *txn, const lq_batch_op *op, bool 
     }
 
     *what = "finish: delete job";
-    if ((rc = mdb_del(txn, st->jobs, &k, NULL)) != 0)
+    if ((rc = mdb_cursor_del(st->wjobs, 0)) != 0)
         return rc;
     *what = "finish: delete payload";
     rc = mdb_del(txn, st->payloads, &k, NULL);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return rc;
-    *what = "finish: old result";
-    if ((rc = drop_old_result_index(st, txn, &k, op->id)) != 0)
-        return rc;
 
     size_t n = lq_res_encoded_len(&r);
     LQ_ASSERT(n != 0); /* strings within their caps, result within the batch cap */
-    /* Reserve and encode in place: a result of MBs is copied once, arena -> map. */
+    /* Reserve and encode in place: a result of MBs is copied once, arena -> map. An old result
+     * under the same id is looked for only when the put finds one, not before every put. */
     MDB_val rv = {n, NULL};
     *what = "finish: put result";
-    if ((rc = mdb_put(txn, st->results, &k, &rv, MDB_RESERVE)) != 0)
+    rc = mdb_put(txn, st->results, &k, &rv, MDB_RESERVE | MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        *what = "finish: old result";
+        if ((rc = drop_old_result_index(st, txn, &k, op->id)) != 0)
+            return rc;
+        rv = (MDB_val){n, NULL};
+        *what = "finish: put result";
+        rc = mdb_put(txn, st->results, &k, &rv, MDB_RESERVE);
+    }
+    if (rc != 0)
         return rc;
     lq_res_encode(&r, crc, rv.mv_data);
 

@@ -406,6 +406,7 @@ static int apply(lq_store *st, const lq_batch *b, bool with_puts, bool with_resu
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc != 0)
         return rc;
+    st->wjobs = NULL;
     uint32_t n;
     const lq_batch_op *ops = lq_batch_ops(b, &n);
     for (uint32_t i = 0; i < n; i++) {
@@ -464,9 +465,11 @@ static int apply(lq_store *st, const lq_batch *b, bool with_puts, bool with_resu
             goto fail;
     }
     *what = "mdb_txn_commit";
+    st->wjobs = NULL; /* the commit closes it */
     return mdb_txn_commit(txn); /* frees txn whatever the result */
 
 fail:
+    st->wjobs = NULL;
     mdb_txn_abort(txn);
     return rc;
 }

@@ -23,6 +23,8 @@ struct lq_store {
     int lock_fd;           /* owner: store; flock keeps a second broker off this directory */
     MDB_txn *rtxn;         /* owner: store; loop thread's snapshot, reset between reads */
     bool reading;
+    MDB_cursor *wjobs;     /* owner: the write transaction of the commit under way (LMDB closes
+                              it at the transaction's end); NULL outside apply() */
     uint8_t *scratch;      /* owner: store; committer's re-encode buffer for updates */
     size_t scratch_cap;
     char err[256];         /* writer side's last failure */

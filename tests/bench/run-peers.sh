@@ -105,7 +105,10 @@ start_proc() {
             local extra=()
             if [ $has_bs_port = 1 ]; then
                 { [ -n "$keep" ] && [ -n "${PORT[lq-bs]:-}" ] && [ "$try" = 1 ]; } || PORT[lq-bs]=$(free_port)
-                extra=(--beanstalk-listen "127.0.0.1:${PORT[lq-bs]}" --beanstalk-max-job-size 200000)
+                # beanstalk priorities below 1000 (the load generator's api class) go to the api lane,
+                # the rest to app: the prio scenario's two classes, as in beanstalkd
+                extra=(--beanstalk-listen "127.0.0.1:${PORT[lq-bs]}" --beanstalk-max-job-size 200000
+                    --beanstalk-lanes 0-999:api,1000-:app)
             fi
             "$LEASEQD" --listen "127.0.0.1:$p" --data-dir "$d/data" --sync full --map-size 32G \
                 --max-connections 20000 --lanes bprio=api:9,app:1 "${extra[@]}" >>"$d/log" 2>&1 &
@@ -300,7 +303,7 @@ t_begin=$SECONDS
 for scen in $SCENARIOS; do
     case $scen in
     enq100 | enq100k | la | cycle | lat | prio)
-        [ "$scen" = prio ] && SAVE_SYSTEMS=$SYSTEMS && SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|bs-f50|bs-f0|rl-always)$' | tr '\n' ' ')
+        [ "$scen" = prio ] && SAVE_SYSTEMS=$SYSTEMS && SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-f0|rl-always)$' | tr '\n' ' ')
         start_all
         rounds "$scen" "s_$scen"
         stop_all
@@ -401,12 +404,12 @@ for scen in $SCENARIOS; do
         md ""
         md "### Priority isolation: API trickle (200/s) behind an app backlog (40,000 jobs), workers hold each job 10 ms"
         md ""
-        md "leaseq: lanes api:9, app:1; beanstalkd: priority 0 (api) vs 1000 (app); Redis: two lists, workers try LMOVE on the api list, then BLMOVE on the app list. 16 worker connections × 4 in flight (≈ 6,400 jobs/s of capacity). Command: \`loadgen --proto P --addr A --mode prio --lanes --rate 200 --work-ms 10 --connections 17 --depth 4 --wait-ms 1000 --duration $DUR\` after filling the backlog. Plot: docs/perf-prio-api-wait.png."
+        md "leaseq: lanes api:9, app:1 (through its beanstalk port, lq-bs: \`--beanstalk-lanes 0-999:api,1000-:app\`); beanstalkd: priority 0 (api) vs 1000 (app); Redis: two lists, workers try LMOVE on the api list, then BLMOVE on the app list. 16 worker connections × 4 in flight (≈ 6,400 jobs/s of capacity). Command: \`loadgen --proto P --addr A --mode prio --lanes --rate 200 --work-ms 10 --connections 17 --depth 4 --wait-ms 1000 --duration $DUR\` after filling the backlog. Plot: docs/perf-prio-api-wait.png."
         md ""
         md "| system | API wait p50 µs | p99 µs | p99.9 µs | max µs | leaseq p99 ÷ this p99 | app jobs/s meanwhile |"
         md "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
         lqp=$(med prio lq waitapi_p99_us)
-        for s in $(printf '%s\n' $SYSTEMS | grep -E '^(lq|bs-f50|bs-f0|rl-always)$'); do
+        for s in $(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-f0|rl-always)$'); do
             md "| $s | $(fmt "$(med prio "$s" waitapi_p50_us)") | $(fmt "$(med prio "$s" waitapi_p99_us)") | $(fmt "$(med prio "$s" waitapi_p999_us)") |" \
                 "$(fmt "$(med prio "$s" waitapi_max_us)") | $(ratio "$lqp" "$(med prio "$s" waitapi_p99_us)") | $(fmt "$(med prio "$s" la_per_s)") |"
         done

@@ -251,6 +251,47 @@ static void test_finish_not_stored_skipped(void **state)
     lq_batch_destroy(b);
 }
 
+/* A finish that meets a stored result under its id (ids are never reused, so only a bug
+ * elsewhere gets here) replaces it, and the old result's expiry entry goes with it: the
+ * put finds the old record only when it is there, without a lookup before every put. */
+static void test_finish_over_old_result_replaces_it(void **state)
+{
+    fixture *fx = *state;
+    lq_store *st = open_store(fx, 0, LQ_SYNC_FULL, 0);
+    lq_batch *b = lq_batch_create();
+    put(b, 7, "p", 1);
+    put(b, 8, "p", 1);
+    commit_ok(st, b);
+    finish(b, 7, LQ_STATE_DONE, "", "old", 3, 100);
+    finish(b, 8, LQ_STATE_DONE, "", "other", 5, 100);
+    commit_ok(st, b);
+    put(b, 7, "q", 1); /* the same id again */
+    commit_ok(st, b);
+    finish(b, 7, LQ_STATE_CANCELLED, "again", "new!", 4, 900);
+    commit_ok(st, b);
+
+    lq_result_view r;
+    assert_int_equal(lq_store_read_begin(st), LQ_OK);
+    assert_int_equal(lq_store_get_result(st, 7, 0, &r), LQ_OK);
+    assert_int_equal(r.state, LQ_STATE_CANCELLED);
+    assert_int_equal(r.expires_ms, 900);
+    assert_int_equal(r.result_len, 4);
+    assert_memory_equal(r.result, "new!", 4);
+    lq_store_read_end(st);
+    /* The old time no longer sweeps it (its entry went); the new one does. */
+    lq_batch_sweep_results(b, 100, 10);
+    commit_ok(st, b);
+    assert_int_equal(get_res(st, 8, 0, &r), LQ_E_NOT_FOUND);
+    assert_int_equal(get_res(st, 7, 0, &r), LQ_OK);
+    lq_batch_sweep_results(b, 900, 10);
+    commit_ok(st, b);
+    assert_int_equal(get_res(st, 7, 0, &r), LQ_E_NOT_FOUND);
+    lq_store_close(st);
+    assert_int_equal(raw_entries(fx, "results"), 0);
+    assert_int_equal(raw_entries(fx, "result_expiry"), 0);
+    lq_batch_destroy(b);
+}
+
 /* ---- expiry and sweep -------------------------------------------------------------------- */
 
 static void test_expired_not_found_before_sweep(void **state)
@@ -604,6 +645,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_finish_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_not_stored_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_not_found_before_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_finish_over_old_result_replaces_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_oldest_first_at_most_max, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_results_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_result, setup, teardown),
