@@ -344,7 +344,7 @@ for scen in $SCENARIOS; do
         ;;
     conn10k)
         SAVE_SYSTEMS=$SYSTEMS
-        SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|bs-f50|bs-mem|rl-always)$' | tr '\n' ' ')
+        SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-mem|rl-always)$' | tr '\n' ' ')
         start_all
         for r in $(seq 2); do
             for s in $SYSTEMS; do
