@@ -303,7 +303,8 @@ t_begin=$SECONDS
 for scen in $SCENARIOS; do
     case $scen in
     enq100 | enq100k | la | cycle | lat | prio)
-        [ "$scen" = prio ] && SAVE_SYSTEMS=$SYSTEMS && SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-f0|rl-always)$' | tr '\n' ' ')
+        [ "$scen" = prio ] && SAVE_SYSTEMS=$SYSTEMS && SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-f0|rl-always)$' | tr '\n' ' ') &&
+            PRIO_SYSTEMS=$SYSTEMS
         start_all
         rounds "$scen" "s_$scen"
         stop_all
@@ -409,7 +410,7 @@ for scen in $SCENARIOS; do
         md "| system | API wait p50 µs | p99 µs | p99.9 µs | max µs | leaseq p99 ÷ this p99 | app jobs/s meanwhile |"
         md "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
         lqp=$(med prio lq waitapi_p99_us)
-        for s in $(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-f0|rl-always)$'); do
+        for s in ${PRIO_SYSTEMS:-}; do
             md "| $s | $(fmt "$(med prio "$s" waitapi_p50_us)") | $(fmt "$(med prio "$s" waitapi_p99_us)") | $(fmt "$(med prio "$s" waitapi_p999_us)") |" \
                 "$(fmt "$(med prio "$s" waitapi_max_us)") | $(ratio "$lqp" "$(med prio "$s" waitapi_p99_us)") | $(fmt "$(med prio "$s" la_per_s)") |"
         done
