@@ -21,6 +21,9 @@ void lq_config_usage(FILE *f)
           "  --unix PATH             also listen on a Unix socket\n"
           "  --data-dir DIR          LMDB directory, created if missing (default ./var/leaseq)\n"
           "  --sync full|periodic|none  durability of acknowledged enqueues (default full)\n"
+          "  --dispatch durable|early  when a new job may be leased: once its batch is on disk\n"
+          "                          (default), or at once, before the commit; producers are\n"
+          "                          answered after the commit either way (docs/DESIGN.md)\n"
           "  --map-size BYTES        LMDB map size, suffix K/M/G allowed (default 1G)\n"
           "  --lanes QUEUE=NAME:WEIGHT,NAME:WEIGHT  lanes of one queue (repeatable)\n"
           "  --max-payload BYTES     largest job payload, suffix K/M/G allowed (default 16M)\n"
@@ -217,7 +220,7 @@ static lq_config_result limit_flag(lq_config *cfg, const char *flag, const char 
     return LQ_CONFIG_RUN;
 }
 
-static const char *const value_flags[] = {"--listen", "--data-dir", "--sync", "--map-size", "--lanes",
+static const char *const value_flags[] = {"--listen", "--data-dir", "--sync", "--dispatch", "--map-size", "--lanes",
                                           "--max-payload", "--max-connections", "--unix", "--log-level",
                                           "--result-retention", "--http-listen", "--auth",
                                           "--beanstalk-listen", "--beanstalk-max-job-size",
@@ -304,6 +307,13 @@ lq_config_result lq_config_parse(int argc, char **argv, lq_config *cfg, char *er
                 cfg->sync = LQ_SYNC_NONE;
             else {
                 snprintf(err, err_cap, "--sync: expected full, periodic or none, got \"%s\"", val);
+                return LQ_CONFIG_ERROR;
+            }
+        } else if (strcmp(flag, "--dispatch") == 0) {
+            if (strcmp(val, "durable") == 0 || strcmp(val, "early") == 0) {
+                cfg->early_dispatch = val[0] == 'e';
+            } else {
+                snprintf(err, err_cap, "--dispatch: expected durable or early, got \"%s\"", val);
                 return LQ_CONFIG_ERROR;
             }
         } else if (strcmp(flag, "--map-size") == 0) {

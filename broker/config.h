@@ -41,6 +41,7 @@ typedef struct {
     const char *data_dir;      /* points into argv or a literal */
     const char *unix_path;     /* NULL = no Unix listener */
     lq_sync_mode sync;
+    bool early_dispatch;       /* --dispatch early: lease new jobs before their commit */
     uint64_t map_size_bytes;
     uint32_t max_payload_bytes;
     uint32_t max_connections;

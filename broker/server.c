@@ -213,6 +213,7 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
     if (cc.max_sessions < cfg->max_connections)
         cc.max_sessions = cfg->max_connections;
     cc.max_parked = cfg->max_parked;
+    cc.early_dispatch = cfg->early_dispatch;
     e = lq_core_create(&cc, &s->core);
     if (e == LQ_OK)
         e = srv_ops_init(s);
@@ -222,7 +223,8 @@ lq_err lq_server_create(const lq_config *cfg, int signal_fd, lq_server **out)
     if (e != LQ_OK)
         goto fail;
 
-    LQ_LOGI("starting", "data_dir=%s sync=%s listen=%s", cfg->data_dir, sync_name(cfg->sync), cfg->listen);
+    LQ_LOGI("starting", "data_dir=%s sync=%s dispatch=%s listen=%s", cfg->data_dir, sync_name(cfg->sync),
+            cfg->early_dispatch ? "early" : "durable", cfg->listen);
     lq_store_opts so = {.dir = cfg->data_dir, .map_size_bytes = cfg->map_size_bytes, .sync = cfg->sync};
     e = lq_store_open(&so, &s->store);
     if (e != LQ_OK) {
@@ -400,8 +402,9 @@ lq_err lq_server_run(lq_server *s)
     }
     lq_committer_stop(s->committer);
     s->committer = NULL;
-    LQ_LOGI("shutdown complete", "commits=%llu commit_failures=%llu unfinished_batch=%s",
+    LQ_LOGI("shutdown complete", "commits=%llu commit_failures=%llu early_reads=%llu early_revoked=%llu unfinished_batch=%s",
             (unsigned long long)s->commits, (unsigned long long)s->commit_failures,
+            (unsigned long long)s->early_reads, (unsigned long long)s->early_revoked,
             s->n_inflight > 0 ? "true" : "false");
     return LQ_OK;
 }

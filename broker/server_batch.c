@@ -312,6 +312,11 @@ void srv_apply_events(lq_server *s, srv_put_ctx *put)
                     e.u.suspect.losses);
             break;
         }
+        case LQ_EV_REVOKED:
+            /* Its batch failed, which the commit's own log line reports (once a second). */
+            s->early_revoked++;
+            srv_metric_lease_end(s, e.job_id, false);
+            break;
         case LQ_EV_JOB_WAIT_DONE:
             srv_jobwait_done(s, e.u.wait_done.waiter, e.job_id, e.u.wait_done.state, last_stored == e.job_id);
             break;

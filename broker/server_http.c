@@ -227,6 +227,12 @@ static void render_metrics(lq_server *s, tbuf *b)
     tb_printf(b, "leaseq_commits_total %llu\n", (unsigned long long)s->commits);
     head(b, "leaseq_commit_failures_total", "counter", "Group commits that failed or dropped new jobs.");
     tb_printf(b, "leaseq_commit_failures_total %llu\n", (unsigned long long)s->commit_failures);
+    head(b, "leaseq_early_revoked_total", "counter",
+         "Jobs dispatched before their commit (--dispatch early) whose commit then failed: revoked.");
+    tb_printf(b, "leaseq_early_revoked_total %llu\n", (unsigned long long)s->early_revoked);
+    head(b, "leaseq_early_reads_total", "counter",
+         "Jobs read from a batch not yet committed, for a lease before the commit (--dispatch early).");
+    tb_printf(b, "leaseq_early_reads_total %llu\n", (unsigned long long)s->early_reads);
     head(b, "leaseq_auth_failures_total", "counter", "Hellos refused for an unknown token.");
     tb_printf(b, "leaseq_auth_failures_total %llu\n", (unsigned long long)m->auth_failures);
     head(b, "leaseq_permission_denied_total", "counter", "Requests refused for the token's role.");

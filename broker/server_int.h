@@ -181,6 +181,8 @@ struct lq_server {
     /* aggregated for logging (never one line per job) */
     uint64_t requeued_expired, dead_lettered, last_agg_log_ms;
     uint64_t commits, commit_failures, commit_fail_logged_ms;
+    uint64_t early_revoked; /* --dispatch early: jobs dispatched whose put then failed */
+    uint64_t early_reads;   /* --dispatch early: jobs delivered from a batch not yet committed */
     uint64_t pending_bytes;     /* payload bytes of every deferred request, all connections */
     /* operations (issue 5) */
     lq_auth *auth;              /* owner: server; NULL = no tokens file: every connection is admin */
@@ -324,6 +326,11 @@ const char *srv_err_text(lq_err e);
 char *srv_arena_str(lq_arena *a, lq_str str);
 /* Read snapshot for dequeue replies; renewed every pass so committed jobs are visible. */
 lq_err srv_read_begin(lq_server *s);
+/* Ids at or above this were created into a batch not yet reaped (their puts are not durable). */
+uint64_t srv_unsynced_from(const lq_server *s);
+/* A job's record and payload: from the store, or with --dispatch early from the batch that
+ * still holds its put. Valid until srv_read_end or that batch's reap. */
+lq_err srv_get_job(lq_server *s, uint64_t id, lq_job_view *v);
 void srv_read_end(lq_server *s);
 
 #endif

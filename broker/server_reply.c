@@ -122,6 +122,29 @@ lq_err srv_read_begin(lq_server *s)
     return e;
 }
 
+uint64_t srv_unsynced_from(const lq_server *s)
+{
+    return s->batches[s->n_inflight > 0 ? s->inflight[0] : s->open].first_id;
+}
+
+lq_err srv_get_job(lq_server *s, uint64_t id, lq_job_view *v)
+{
+    if (s->cfg->early_dispatch && id >= srv_unsynced_from(s)) {
+        /* Dispatched before its commit: its put is still in a batch the loop has not reaped,
+         * the committer's or the open one (a reaped batch is in the snapshot, renewed at every
+         * reap). Newest last: most leases are of jobs just enqueued. */
+        bool found = lq_batch_find_job(srv_open_batch(s)->b, id, v) == LQ_OK;
+        for (uint32_t i = s->n_inflight; !found && i-- > 0;)
+            found = lq_batch_find_job(s->batches[s->inflight[i]].b, id, v) == LQ_OK;
+        if (found) {
+            s->early_reads++;
+            return LQ_OK;
+        }
+    }
+    lq_err e = srv_read_begin(s);
+    return e != LQ_OK ? e : lq_store_get_job(s->store, id, v);
+}
+
 void srv_read_end(lq_server *s)
 {
     if (s->read_open) {
@@ -173,13 +196,12 @@ void srv_reply_dequeue(lq_server *s, lq_conn_id conn, uint64_t request_id, const
         srv_send_error(s, conn, request_id, LQ_E_INTERNAL, "out of memory");
         return;
     }
-    lq_err re = n > 0 ? srv_read_begin(s) : LQ_OK;
     uint64_t total = 0, meta_est = 64;
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
         const lq_lease *l = &leases[i];
         lq_job_view v;
-        lq_err e = re != LQ_OK ? re : lq_store_get_job(s->store, l->job_id, &v);
+        lq_err e = srv_get_job(s, l->job_id, &v);
         if (e != LQ_OK) {
             LQ_LOGE("leased job missing from the store", "job=%llu error=%s", (unsigned long long)l->job_id,
                     lq_err_name(e));

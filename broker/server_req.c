@@ -137,7 +137,8 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
         if (e == LQ_OK)
             e = lq_core_enqueue_ex(s->core, now, &er, &job_id, &dup, &s->ev);
         if (e == LQ_OK && dup) {
-            /* The original may still be on its way to disk: then so is this answer. */
+            /* The original may still be on its way to disk: then so is this answer. (A keyed
+             * job is PENDING until then, --dispatch early or not.) */
             uint8_t st = 0;
             if (lq_core_job_state(s->core, job_id, &st) == LQ_OK && st == LQ_STATE_PENDING)
                 dup_of = job_id >= srv_open_batch(s)->first_id || s->n_inflight == 0 ? DUP_SAME_BATCH

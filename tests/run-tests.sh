@@ -30,6 +30,8 @@ done
 if [ -x "$build/tests/sim/sim" ]; then
     # Fixed seeds keep CI reproducible; a fresh seed each run widens the search over time.
     run "sim (seed 1)" 240 "$build/tests/sim/sim" --seed 1 --ops 100000
+    # --dispatch early with a small map: leases of jobs whose commit then fails get revoked
+    run "sim (seed 36, early dispatch)" 240 "$build/tests/sim/sim" --seed 36 --ops 100000 --dispatch early
     run "sim (seed $$)" 240 "$build/tests/sim/sim" --seed $$ --ops 100000
 fi
 for t in "$build"/tests/integration/*; do

@@ -350,7 +350,7 @@ bool bs_deadline_soon(const bs_conn *c, uint64_t now)
 bool bs_read_job(lq_server *s, uint64_t job_id, const uint8_t **body, uint32_t *len, uint32_t *ttr_s)
 {
     lq_job_view v;
-    if (srv_read_begin(s) != LQ_OK || lq_store_get_job(s->store, job_id, &v) != LQ_OK)
+    if (srv_get_job(s, job_id, &v) != LQ_OK)
         return false;
     *body = v.payload;
     *len = v.payload_len;

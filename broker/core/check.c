@@ -15,7 +15,8 @@ static void check_jobs(const lq_core *c)
         LQ_ASSERT(lq_jobs_find(&c->jobs, j->id) == slot);
         LQ_ASSERT(j->tenant < c->n_tenants);
         LQ_ASSERT(j->max_attempts > 0);
-        LQ_ASSERT((j->flags & ~(LQ_JOB_F_WAITED | LQ_JOB_F_IDEM)) == 0);
+        LQ_ASSERT((j->flags & ~(LQ_JOB_F_WAITED | LQ_JOB_F_IDEM | LQ_JOB_F_UNSYNCED)) == 0);
+        LQ_ASSERT(!(j->flags & LQ_JOB_F_UNSYNCED) || (c->cfg.early_dispatch && j->state != LQ_STATE_PENDING));
         const lq_tenant *t = lq_job_tenant(c, j);
         switch (j->state) {
         case LQ_STATE_READY:

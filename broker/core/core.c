@@ -71,6 +71,7 @@ void lq_job_forget(lq_core *c, uint32_t slot)
 {
     lq_job *j = lq_job_at(c, slot);
     LQ_ASSERT(j->heap_pos == LQ_NONE && j->sess_next == LQ_NONE && j->sess_prev == LQ_NONE);
+    j->flags &= (uint8_t)~LQ_JOB_F_UNSYNCED; /* no side table behind it */
     LQ_ASSERT(j->flags == 0);
     lq_job_set_state(c, slot, 0);
     lq_jobs_del(&c->jobs, slot);
@@ -264,6 +265,13 @@ lq_err lq_core_enqueue_ex(lq_core *c, uint64_t now_ms, const lq_enqueue_req *req
     lq_job_set_state(c, slot, LQ_STATE_PENDING);
     if (j->deadline_ms)
         lq_expiry_add(c, j->deadline_ms, j->id);
+    if (c->cfg.early_dispatch && !req->delay_ms && !req->idem_key.len) {
+        /* Leasable now; the producer's answer still waits for the batch (commit_done). A keyed
+         * job waits: if its batch failed after it finished, its key (by then indexed by hash
+         * only) would still collapse the producer's retry onto a job that never existed. */
+        j->flags |= LQ_JOB_F_UNSYNCED;
+        lq_queue_push_ready(c, slot);
+    }
 
     const lq_lane *l = &c->lanes[li];
     lq_ev *ev_put = lq_ev_add(ev, LQ_EV_JOB_PUT, j->id);
@@ -288,11 +296,46 @@ lq_err lq_core_enqueue_ex(lq_core *c, uint64_t now_ms, const lq_enqueue_req *req
     return LQ_OK;
 }
 
+/* An early-dispatched job whose put was not stored leaves from wherever it got to. */
+static void revoke_unsynced(lq_core *c, uint32_t slot, lq_events *ev)
+{
+    lq_job *j = lq_job_at(c, slot);
+    lq_ev *e = lq_ev_add(ev, LQ_EV_REVOKED, j->id);
+    e->u.revoked.session = LQ_NONE;
+    switch (j->state) {
+    case LQ_STATE_READY:
+        lq_queue_unready(c, slot);
+        break;
+    case LQ_STATE_DELAYED:
+        lq_heap_remove(&c->delayed_heap, &lq_delay_heap_ops, c, j->heap_pos);
+        break;
+    case LQ_STATE_LEASED:
+        /* Its worker's ack, nack or extend now meets LEASE_LOST: the job does not exist. */
+        e->u.revoked.session = j->session + 1;
+        if (j->heap_pos != LQ_NONE)
+            lq_heap_remove(&c->lease_heap, &lq_lease_heap_ops, c, j->heap_pos);
+        lq_session_unlink(c, slot);
+        j->token = 0;
+        break;
+    default: /* DEAD: in no heap */
+        break;
+    }
+    j->time_ms = 0;
+}
+
 void lq_core_commit_done(lq_core *c, uint64_t now_ms, uint64_t job_id, bool durable, lq_events *ev)
 {
     uint32_t slot = lq_jobs_find(&c->jobs, job_id);
-    if (slot == LQ_NONE || lq_job_at(c, slot)->state != LQ_STATE_PENDING)
-        return; /* not ours to settle: nothing was pending under this id */
+    if (slot != LQ_NONE && (lq_job_at(c, slot)->flags & LQ_JOB_F_UNSYNCED)) {
+        lq_job *j = lq_job_at(c, slot);
+        j->flags &= (uint8_t)~LQ_JOB_F_UNSYNCED;
+        if (durable)
+            return; /* placed at enqueue already */
+        revoke_unsynced(c, slot, ev);
+    } else if (slot == LQ_NONE || lq_job_at(c, slot)->state != LQ_STATE_PENDING) {
+        return; /* not ours to settle: nothing was pending under this id (or an early job that
+                 * finished before its batch did) */
+    }
     if (!durable) {
         /* Nothing was stored: its waits learn it is gone (CANCELLED), its key is free again. */
         lq_jobwait_wake(c, slot, LQ_STATE_CANCELLED, ev);

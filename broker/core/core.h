@@ -12,7 +12,9 @@
  *    enqueue: valid until that call's events are consumed).
  *  - Store events (JOB_PUT, JOB_UPDATE, JOB_DELETE) must be written in the order given, in
  *    batches that commit in order. A new job is PENDING (never dispatched) until the caller
- *    reports its batch durable with lq_core_commit_done().
+ *    reports its batch durable with lq_core_commit_done() -- unless early_dispatch is set:
+ *    then it is READY at once, and a batch that fails revokes it (REVOKED), wherever it got
+ *    to. Later store events of a job whose put failed must be no-ops for the store.
  *  - lq_core_tick() must be called after every round of requests (once per loop iteration)
  *    and no later than the time it returns: it fires timers and serves parked dequeues.
  *  - Single-threaded: one caller at a time.
@@ -101,6 +103,13 @@ typedef struct {
     uint32_t quarantine_losses;     /* 3; 0 = never quarantine */
     uint32_t quarantine_window_ms;  /* 600000 (10 min) */
     uint32_t idem_window_ms;        /* 600000: a finished job's idempotency key is kept this long */
+    /* Dispatch before the commit (RabbitMQ's order: deliver, then confirm the publisher once
+     * on disk). A new job without a delay or an idempotency key is leasable as soon as it is
+     * enqueued; its producer is still answered only when its batch is durable. If the batch
+     * fails, the job is revoked (a worker holding it meets LEASE_LOST); after a crash a worker
+     * may have run a job that was never stored, whose producer saw no answer. false: a job is
+     * leased only once durable. */
+    bool early_dispatch;
     uint32_t max_job_waits;         /* 65536: lq_core_wait_job waits parked at once */
 } lq_core_config;
 
@@ -126,6 +135,8 @@ typedef enum {
     LQ_EV_JOB_WAIT_DONE,    /* a parked lq_core_wait_job is answered (job reached a terminal
                              * state, or state 0 = its timeout ran out) */
     LQ_EV_WORKER_SUSPECT,   /* informational: a worker id was quarantined */
+    LQ_EV_REVOKED,          /* an early-dispatched job's put failed: it is gone from the core,
+                             * with its lease if it had one (session: 1-based, LQ_NONE if none) */
 } lq_ev_type;
 
 typedef struct {
@@ -158,6 +169,7 @@ typedef struct {
         struct { uint32_t session; uint32_t leases_requeued; } stalled; /* SESSION_STALLED */
         struct { uint64_t waiter; uint8_t state; } wait_done; /* JOB_WAIT_DONE (job_id set) */
         struct { lq_str worker_id; uint32_t losses; } suspect; /* WORKER_SUSPECT (core-owned) */
+        struct { uint32_t session; } revoked;            /* REVOKED */
     } u;
 } lq_ev;
 
@@ -204,7 +216,10 @@ lq_err lq_core_enqueue(lq_core *core, uint64_t now_ms, const lq_enqueue_req *req
                        uint64_t *job_id, lq_events *ev);
 
 /* The batch holding job_id's JOB_PUT committed (durable = true: the job becomes READY or
- * DELAYED) or failed (durable = false: the job is forgotten, nothing was stored). */
+ * DELAYED) or failed (durable = false: the job is forgotten, nothing was stored). With
+ * early_dispatch the job may be READY, LEASED, DELAYED (a nack) or DEAD already: durable =
+ * true only clears its mark; false revokes it (REVOKED, then its waits learn CANCELLED). An
+ * early job that finished before its batch did is no longer held: nothing happens. */
 void lq_core_commit_done(lq_core *core, uint64_t now_ms, uint64_t job_id, bool durable, lq_events *ev);
 
 /* ---- workers --------------------------------------------------------------------------- */

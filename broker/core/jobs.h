@@ -32,6 +32,7 @@ typedef struct {
 /* Most jobs have neither: the flag spares their hot paths a map lookup. */
 #define LQ_JOB_F_WAITED 0x01u /* job waits watch it (jobwait.h) */
 #define LQ_JOB_F_IDEM 0x02u   /* it owns an idempotency entry (idem.h) */
+#define LQ_JOB_F_UNSYNCED 0x04u /* dispatched early: its put's batch is not durable yet */
 
 _Static_assert(sizeof(lq_job) == 88, "the job struct is the memory per queued job: keep it at 88 bytes");
 

@@ -20,6 +20,10 @@ struct lq_batch {
     lq_batch_op *ops; /* owner: batch; cap entries */
     uint32_t n, cap;
     uint32_t puts;
+    uint32_t *put_at; /* owner: batch; put_at[0..puts) = index in ops of each put, in order */
+    uint32_t put_cap;
+    uint64_t last_put_id;
+    bool puts_unsorted; /* a put's id was not above the one before: lookups scan */
     uint32_t results; /* FINISH ops with result bytes */
     block *head;      /* owner: batch; every block in list order */
     block *cur;       /* the block being filled; blocks after it are empty */
@@ -53,6 +57,7 @@ void lq_batch_destroy(lq_batch *b)
         return;
     free_blocks(b->head);
     free(b->ops);
+    free(b->put_at);
     free(b);
 }
 
@@ -76,8 +81,15 @@ void lq_batch_reset(lq_batch *b)
         b->ops = NULL;
         b->cap = 0;
     }
+    if (b->put_cap > LQ_BATCH_KEEP_OPS) {
+        free(b->put_at);
+        b->put_at = NULL;
+        b->put_cap = 0;
+    }
     b->n = 0;
     b->puts = 0;
+    b->last_put_id = 0;
+    b->puts_unsorted = false;
     b->results = 0;
     b->put_bytes = 0;
     b->data_bytes = 0;
@@ -157,6 +169,14 @@ lq_err lq_batch_put_job(lq_batch *b, const lq_job_rec *rec, const void *headers,
         return LQ_E_LIMIT;
     if (b->n >= LQ_BATCH_OPS_MAX)
         return LQ_E_LIMIT;
+    if (b->puts == b->put_cap) {
+        uint32_t cap = b->put_cap == 0 ? 256 : b->put_cap * 2;
+        uint32_t *at = realloc(b->put_at, (size_t)cap * sizeof(*at)); /* owner: batch */
+        if (at == NULL)
+            return LQ_E_NOMEM;
+        b->put_at = at;
+        b->put_cap = cap;
+    }
 
     /* Arena space is not returned on a failure below; reset reclaims it. */
     uint8_t *r = arena_alloc(b, rec_len);
@@ -180,6 +200,10 @@ lq_err lq_batch_put_job(lq_batch *b, const lq_job_rec *rec, const void *headers,
     op->a_len = (uint32_t)rec_len;
     op->b = p;
     op->b_len = payload_len;
+    if (b->puts > 0 && rec->id <= b->last_put_id)
+        b->puts_unsorted = true;
+    b->last_put_id = rec->id;
+    b->put_at[b->puts] = b->n;
     b->n++;
     b->puts++;
     b->put_bytes += rec_len + payload_len;
@@ -307,6 +331,39 @@ const lq_batch_op *lq_batch_ops(const lq_batch *b, uint32_t *n)
 }
 
 uint32_t lq_batch_puts(const lq_batch *b) { return b->puts; }
+
+lq_err lq_batch_find_job(const lq_batch *b, uint64_t id, lq_job_view *out)
+{
+    const lq_batch_op *op = NULL;
+    if (b->puts_unsorted) {
+        for (uint32_t i = 0; i < b->puts && op == NULL; i++)
+            op = b->ops[b->put_at[i]].id == id ? &b->ops[b->put_at[i]] : NULL;
+    } else {
+        uint32_t lo = 0, hi = b->puts; /* ids ascend along put_at */
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            uint64_t at = b->ops[b->put_at[mid]].id;
+            if (at == id) {
+                op = &b->ops[b->put_at[mid]];
+                break;
+            }
+            if (at < id)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+    }
+    if (op == NULL)
+        return LQ_E_NOT_FOUND;
+    memset(out, 0, sizeof(*out));
+    if (lq_rec_decode(op->a, op->a_len, &out->rec, &out->headers, &out->headers_len) != LQ_OK || out->rec.id != id ||
+        out->rec.payload_len != op->b_len)
+        return LQ_E_CORRUPT;
+    /* As lq_store_get_job: an empty payload still has a non-NULL pointer. */
+    out->payload = op->b_len > 0 ? op->b : op->a;
+    out->payload_len = op->b_len;
+    return LQ_OK;
+}
 
 uint32_t lq_batch_results(const lq_batch *b) { return b->results; }
 

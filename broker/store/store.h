@@ -100,6 +100,11 @@ typedef struct {
 lq_err lq_store_read_begin(lq_store *st);
 lq_err lq_store_get_job(lq_store *st, uint64_t id, lq_job_view *out); /* NOT_FOUND if absent */
 void lq_store_read_end(lq_store *st);
+/* A job whose put is in batch b and not committed yet (--dispatch early reads these): the
+ * view as lq_store_get_job gives it, pointing into the batch's memory, valid until the
+ * batch changes or is reset. NOT_FOUND if b holds no put of id. Only reads b, so it may run
+ * while the committer reads b too. */
+lq_err lq_batch_find_job(const lq_batch *b, uint64_t id, lq_job_view *out);
 
 /* Bytes in use (pages in use x page size) and the map size: the fill ratio for watermarks. */
 lq_err lq_store_usage(lq_store *st, uint64_t *used_bytes, uint64_t *map_bytes);

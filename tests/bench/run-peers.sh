@@ -6,6 +6,8 @@
 # started here is stopped (trap) and deleted at the end.
 #
 #   lq            leaseqd --sync full (durable: acknowledged after fsync)
+#   lq-early      leaseqd --sync full --dispatch early (leased before the commit, producers still
+#                 answered after the fsync); only in the full-cycle and queue-wait scenarios
 #   lq-bs         leaseqd's beanstalk port, when leaseqd has --beanstalk-listen
 #   bs-mem        beanstalkd without a binlog (in memory)
 #   bs-f50        beanstalkd -b DIR -f 50 (binlog, fsync at most every 50 ms)
@@ -41,7 +43,10 @@ done
 has_bs_port=0
 if "$LEASEQD" --help 2>&1 | grep -- --beanstalk-listen >/dev/null; then has_bs_port=1; fi
 bs_sys=; [ $has_bs_port = 0 ] || bs_sys=lq-bs
-ALL_SYSTEMS="lq $bs_sys bs-mem bs-f50 bs-f0 rl-always rl-everysec rs-always rs-everysec"
+has_early=0
+if "$LEASEQD" --help 2>&1 | grep -- --dispatch >/dev/null; then has_early=1; fi
+early_sys=; [ $has_early = 0 ] || early_sys=lq-early
+ALL_SYSTEMS="lq $early_sys $bs_sys bs-mem bs-f50 bs-f0 rl-always rl-everysec rs-always rs-everysec"
 SYSTEMS=${BENCH_PEERS_SYSTEMS:-$ALL_SYSTEMS}
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -80,7 +85,7 @@ proc_of() {
 }
 proto_of() {
     case $1 in
-    lq) echo native ;;
+    lq | lq-early) echo native ;;
     lq-bs | bs-*) echo beanstalk ;;
     rl-*) echo redis-list ;;
     rs-*) echo redis-stream ;;
@@ -112,6 +117,10 @@ start_proc() {
             fi
             "$LEASEQD" --listen "127.0.0.1:$p" --data-dir "$d/data" --sync full --map-size 32G \
                 --max-connections 20000 --lanes bprio=api:9,app:1 "${extra[@]}" >>"$d/log" 2>&1 &
+            ;;
+        lq-early)
+            "$LEASEQD" --listen "127.0.0.1:$p" --data-dir "$d/data" --sync full --dispatch early --map-size 32G \
+                --max-connections 20000 --http-listen off >>"$d/log" 2>&1 &
             ;;
         bs-mem) beanstalkd -l 127.0.0.1 -p "$p" -z 200000 >>"$d/log" 2>&1 & ;;
         bs-f50) beanstalkd -l 127.0.0.1 -p "$p" -z 200000 -b "$d" -f 50 >>"$d/log" 2>&1 & ;;
@@ -239,7 +248,7 @@ rounds() { # rounds SCEN FN: calls FN SYS RUN for every run and system
 prefill_of() {
     case $1 in
     bs-f0) echo 15000 ;;
-    lq | lq-bs) echo $((160000 * DUR)) ;;
+    lq | lq-bs | lq-early) echo $((160000 * DUR)) ;;
     *) echo $((110000 * DUR)) ;;
     esac
 }
@@ -300,15 +309,20 @@ t_begin=$SECONDS
     echo "disk before: $("$PROBE" "$tmp" 200 | sed 's/^fdatasync of 4 KiB in [^ ]* //')"
 } >"$OUT/results.md"
 
+# Early dispatch changes when a job can be leased, not how fast jobs go in or out of a full queue.
+no_early() { printf '%s\n' $SYSTEMS | grep -vx lq-early | tr '\n' ' '; }
+
 for scen in $SCENARIOS; do
     case $scen in
     enq100 | enq100k | la | cycle | lat | prio)
-        [ "$scen" = prio ] && SAVE_SYSTEMS=$SYSTEMS && SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-f0|rl-always)$' | tr '\n' ' ') &&
+        BASE_SYSTEMS=$SYSTEMS
+        [ "$scen" = cycle ] || [ "$scen" = lat ] || SYSTEMS=$(no_early)
+        [ "$scen" = prio ] && SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-f0|rl-always)$' | tr '\n' ' ') &&
             PRIO_SYSTEMS=$SYSTEMS
         start_all
         rounds "$scen" "s_$scen"
         stop_all
-        [ "$scen" = prio ] && SYSTEMS=$SAVE_SYSTEMS
+        SYSTEMS=$BASE_SYSTEMS
         ;;
     redeliver)
         SAVE_SYSTEMS=$SYSTEMS
@@ -375,7 +389,10 @@ if [[ " $SCENARIOS " == *" conn10k "* ]]; then
 fi
 
 # ---- tables and plots -----------------------------------------------------------------------
+BASE_SYSTEMS=$SYSTEMS
 for scen in $SCENARIOS; do
+    SYSTEMS=$BASE_SYSTEMS
+    [ "$scen" = cycle ] || [ "$scen" = lat ] || SYSTEMS=$(no_early)
     case $scen in
     enq100) table enq100 "Enqueue, 100-byte jobs, 16 connections × 16 in flight" enq_per_s enq_p50_us enq_p99_us enq_p999_us \
         "--mode enqueue --connections 16 --depth 16 --size 100 --duration $DUR" ;;
@@ -453,6 +470,7 @@ for scen in $SCENARIOS; do
         ;;
     esac
 done
+SYSTEMS=$BASE_SYSTEMS
 
 # Latency plots (gnuplot from Debian): latency by percentile, log-log, run 1 of each system.
 plot() { # plot PNG TITLE PREFIX SYSTEMS...

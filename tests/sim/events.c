@@ -248,6 +248,28 @@ static void ev_requeued(sim *s, const sim_call *call, const lq_ev *e)
     j->ev_call = s->call_serial;
 }
 
+/* Early dispatch: the put of a job the core had already made leasable was refused. It leaves
+ * the core from wherever it got to, its lease (if any) with it. */
+static void ev_revoked(sim *s, const sim_call *call, const lq_ev *e)
+{
+    sim_job *j = known_job(s, e->job_id, "REVOKED");
+    unsigned long long id = (unsigned long long)j->id;
+    SIM_CHECK(s, s->cfg.early_dispatch && call->kind == CALL_COMMIT_DONE && call->refused && call->job_id == j->id,
+              "REVOKED job %llu outside the refusal of its own early put", id);
+    SIM_CHECK(s, j->put_refused, "REVOKED job %llu, which was not dispatched early", id);
+    if (j->st == MJ_LEASED) {
+        SIM_CHECK(s, e->u.revoked.session == j->session, "REVOKED job %llu names session %u, its lease is session %u",
+                  id, e->u.revoked.session, j->session);
+        sim_unlease(s, j);
+    } else {
+        SIM_CHECK(s, j->st == MJ_WAITING || j->st == MJ_DEAD, "REVOKED job %llu in state %s", id, mj_name(j->st));
+        SIM_CHECK(s, e->u.revoked.session == UINT32_MAX, "REVOKED unleased job %llu names session %u", id,
+                  e->u.revoked.session);
+    }
+    model_set_state(s, j, MJ_VOID);
+    s->c.early_revoked++;
+}
+
 /* Parked dequeues that got a lease during the current call: (waiter handle, queue). */
 #define SIM_CALL_LEASES_MAX 64
 typedef struct {
@@ -341,6 +363,7 @@ void sim_events_apply(sim *s, const sim_call *call)
         case LQ_EV_SESSION_STALLED: ev_stalled(s, e); break;
         case LQ_EV_JOB_WAIT_DONE: waits_event(s, call, e); break;
         case LQ_EV_WORKER_SUSPECT: health_suspect_event(s, e); break;
+        case LQ_EV_REVOKED: ev_revoked(s, call, e); break;
         default: sim_fail(s, "unknown event type %d", (int)e->type);
         }
     }

@@ -198,6 +198,11 @@ uint64_t ops_enqueue_job(sim *s, int q, int l, int t, int64_t prio, uint64_t del
     model_set_state(s, j, MJ_PENDING);
     sim_call call = {.kind = CALL_ENQUEUE, .job_id = id};
     sim_events_apply(s, &call);
+    if (s->cfg.early_dispatch && !delay && !idem) {
+        /* Leasable before its batch commits (keyed and delayed jobs wait, as without). */
+        model_set_state(s, j, MJ_WAITING);
+        j->unsynced = true;
+    }
     s->c.enqueued++;
     sim_log(s, "enqueue job %llu %s/%s tenant '%s' prio %lld delay %llu deadline %llu max %u len %u", uid,
             sim_queue_names[q], sim_lane_names[q][l], sim_tenant_names[t], (long long)prio, (unsigned long long)delay,

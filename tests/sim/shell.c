@@ -111,6 +111,9 @@ static void shadow_apply(sim *s, const sim_batch *b, bool puts_dropped)
         SIM_CHECK(s, j != NULL, "model: committed op for unknown job %llu", (unsigned long long)op->id);
         unsigned long long id = (unsigned long long)op->id;
         if (puts_dropped && op->type == SOP_PUT) continue;
+        /* Early dispatch: the store skips changes of a job whose put it never got (dropped in
+         * this batch, or refused in an earlier one); so does the shadow. */
+        if (op->type != SOP_PUT && !j->durable && (j->unsynced || j->put_refused)) continue;
         switch (op->type) {
         case SOP_PUT:
             SIM_CHECK(s, !j->durable && !j->acked_put, "model: job %llu put twice", id);
@@ -189,15 +192,34 @@ void shell_complete(sim *s)
         if (b->ops[i].type != SOP_PUT) continue;
         sim_job *j = model_job(s, b->ops[i].id);
         bool durable = !dropped && !failed;
+        bool early = j->unsynced;
         lq_core_commit_done(s->core, s->now, j->id, durable, &s->ev);
         s->c.commit_done_calls++;
+        if (early) {
+            j->unsynced = false;
+            if (durable) {
+                SIM_CHECK(s, s->ev.n == 0, "commit_done of early job %llu emitted %zu events",
+                          (unsigned long long)j->id, s->ev.n);
+                continue;
+            }
+            j->put_refused = true;
+            if (j->st == MJ_GONE_PENDING) {
+                /* Finished before its batch failed: the core no longer holds it, its JOB_DELETE
+                 * (in a later batch) is a no-op for the store, and it never existed. */
+                SIM_CHECK(s, s->ev.n == 0, "commit_done(durable=false) of finished early job %llu emitted %zu events",
+                          (unsigned long long)j->id, s->ev.n);
+                model_set_state(s, j, MJ_VOID);
+                s->c.puts_dropped++;
+                continue;
+            }
+        }
         if (!durable) {
-            /* Only its job waits may hear of it (CANCELLED). */
+            /* Only its job waits may hear of it (CANCELLED), and an early job's revocation. */
             for (size_t k = 0; k < s->ev.n; k++)
-                SIM_CHECK(s, s->ev.v[k].type == LQ_EV_JOB_WAIT_DONE,
+                SIM_CHECK(s, s->ev.v[k].type == LQ_EV_JOB_WAIT_DONE || (early && s->ev.v[k].type == LQ_EV_REVOKED),
                           "commit_done(durable=false) of job %llu emitted event type %d", (unsigned long long)j->id,
                           (int)s->ev.v[k].type);
-            SIM_CHECK(s, j->st == MJ_PENDING, "job %llu left PENDING before its put was refused",
+            SIM_CHECK(s, early || j->st == MJ_PENDING, "job %llu left PENDING before its put was refused",
                       (unsigned long long)j->id);
             sim_call call = {.kind = CALL_COMMIT_DONE, .job_id = j->id, .refused = true};
             sim_events_apply(s, &call);
@@ -450,6 +472,7 @@ static void model_restart(sim *s)
     s->max_seq = 0;
     for (uint32_t i = 0; i < m->n_jobs; i++) {
         sim_job *j = &m->jobs[i];
+        j->unsynced = false; /* durable or gone, below */
         if (j->st == MJ_VOID) continue;
         if (j->acked_put && j->seq > s->max_seq) s->max_seq = j->seq;
         if (j->durable) {

@@ -131,6 +131,9 @@ typedef struct {
     bool acked_put;       /* its JOB_PUT committed: the producer was (or could be) answered */
     bool durable;         /* the store holds it now (shadow of committed batches) */
     bool over_limit_ok;   /* restored with attempts >= max_attempts: one more delivery allowed */
+    bool unsynced;        /* early dispatch: leasable already, its put's batch not yet settled */
+    bool put_refused;     /* early dispatch: its put's batch failed after the core acted on it;
+                           * its later store operations are no-ops */
     /* shadow of the stored record */
     uint8_t d_state;
     uint32_t d_attempts;
@@ -266,7 +269,7 @@ typedef struct {
     uint64_t share_api, share_app;      /* continuous, grants while both img lanes had ready */
     uint64_t phase_api, phase_app;      /* dedicated phase */
     uint64_t bg_grants, max_live_jobs;
-    uint64_t puts_dropped, storage_full, watermark_refused;
+    uint64_t puts_dropped, storage_full, watermark_refused, early_revoked;
     uint64_t losses, suspects, suspect_refusals, clears, job_waits, job_wait_answers, duplicates;
 } sim_counters;
 
@@ -301,6 +304,7 @@ typedef struct sim {
     bool small_map;           /* this seed runs with a small LMDB map: puts get refused when full */
     uint32_t storage_full_run; /* commits in a row refused with STORAGE_FULL */
     bool no_watermark;        /* --no-watermark: let enqueues fill the map to the last page */
+    int dispatch;             /* --dispatch: 0 = by seed, 1 = durable, 2 = early */
 } sim;
 
 #define SIM_PAYLOAD_MAX (256u * 1024u)

@@ -177,6 +177,50 @@ static void test_batch_copies_and_reset(void **state)
     lq_batch_destroy(b);
 }
 
+/* --dispatch early reads a job whose put is still in a batch: the same view a store read gives. */
+static void test_batch_find_job(void **state)
+{
+    (void)state;
+    lq_batch *b = lq_batch_create();
+    assert_non_null(b);
+    char payload[300];
+    for (size_t i = 0; i < sizeof(payload); i++)
+        payload[i] = (char)i;
+    lq_job_view v;
+    assert_int_equal(lq_batch_find_job(b, 1, &v), LQ_E_NOT_FOUND);
+    for (uint64_t id = 5; id < 600; id += 2) { /* puts between other ops, past one index growth */
+        put(b, id, payload, (uint32_t)(id % 300));
+        assert_int_equal(lq_batch_update_job(b, id - 1, LQ_STATE_READY, 1, 0, S("x")), LQ_OK);
+    }
+    for (uint64_t id = 0; id < 602; id++) {
+        lq_err e = lq_batch_find_job(b, id, &v);
+        if (id < 5 || id % 2 == 0 || id >= 600) {
+            assert_int_equal(e, LQ_E_NOT_FOUND);
+            continue;
+        }
+        assert_int_equal(e, LQ_OK);
+        assert_int_equal(v.rec.id, id);
+        assert_true(str_is(v.rec.queue, "images") && str_is(v.rec.idem_key, "idem-abc"));
+        assert_int_equal(v.headers_len, 5);
+        assert_int_equal(v.headers[4], 255);
+        assert_int_equal(v.payload_len, id % 300);
+        assert_non_null(v.payload);
+        assert_memory_equal(v.payload, payload, v.payload_len);
+    }
+    /* Ids out of order (not what the loop does, but not wrong): found by a scan. */
+    put(b, 3, payload, 7);
+    assert_int_equal(lq_batch_find_job(b, 3, &v), LQ_OK);
+    assert_int_equal(v.payload_len, 7);
+    assert_int_equal(lq_batch_find_job(b, 599, &v), LQ_OK);
+    lq_batch_reset(b);
+    assert_int_equal(lq_batch_find_job(b, 5, &v), LQ_E_NOT_FOUND);
+    put(b, 2, payload, 0);
+    assert_int_equal(lq_batch_find_job(b, 2, &v), LQ_OK);
+    assert_int_equal(v.payload_len, 0);
+    assert_non_null(v.payload);
+    lq_batch_destroy(b);
+}
+
 /* ---- commit / load ----------------------------------------------------------------------- */
 
 static void test_put_load_roundtrip(void **state)
@@ -607,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_record_codec),
         cmocka_unit_test(test_sync_mode_parse),
         cmocka_unit_test(test_batch_copies_and_reset),
+        cmocka_unit_test(test_batch_find_job),
         cmocka_unit_test_setup_teardown(test_put_load_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_payload_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_and_delete, setup, teardown),
