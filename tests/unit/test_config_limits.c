@@ -1,4 +1,4 @@
-/* Unit tests of the overload flags: --lane-config parsing, watermarks, timeouts, caps. */
+/* Unit tests of the overload flags: --lane-config parsing, watermarks, timeouts, caps; --dispatch. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +33,15 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.max_output_bytes, 64u << 20);
     assert_int_equal(cfg.max_parked, 65536);
     assert_int_equal(cfg.n_lane_flags, 0);
+    assert_false(cfg.early_dispatch); /* leased only once durable, unless asked */
+    lq_config_free(&cfg);
+    const char *e[] = {"--dispatch", "early", NULL};
+    assert_int_equal(parse(&cfg, e), LQ_CONFIG_RUN);
+    assert_true(cfg.early_dispatch);
+    lq_config_free(&cfg);
+    const char *d[] = {"--dispatch=early", "--dispatch", "durable", NULL};
+    assert_int_equal(parse(&cfg, d), LQ_CONFIG_RUN);
+    assert_false(cfg.early_dispatch);
     lq_config_free(&cfg);
 }
 
@@ -66,7 +75,8 @@ static void test_bad_values(void **state)
         {"--lane-config", "q/l:max_queued=-1", NULL}, {"--lane-config", "/l:weight=1", NULL},
         {"--low-watermark", "0", NULL},               {"--high-watermark", "101", NULL},
         {"--max-output", "10K", NULL},                {"--max-parked", "0", NULL},
-        {"--frame-timeout-ms", "x", NULL},
+        {"--frame-timeout-ms", "x", NULL},            {"--dispatch", "eager", NULL},
+        {"--dispatch", "", NULL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         lq_config cfg;
