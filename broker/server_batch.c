@@ -15,6 +15,22 @@
 #include "beanstalk/bs_server.h"
 #include "log.h"
 #include "server_int.h"
+#include "store/batch.h"
+
+/* With --dispatch early, workers see ids of jobs whose batch a crash may still lose; the stored
+ * id counter runs ahead by more than every batch not yet durable can hold (two with the
+ * committer and the open one), so a restart never gives such an id to another job. */
+#define SRV_EARLY_ID_MARGIN (1ull << 24)
+_Static_assert(SRV_EARLY_ID_MARGIN > 3ull * LQ_BATCH_OPS_MAX, "the id margin must cover three full batches");
+
+static void set_counters(lq_server *s, srv_batch *b)
+{
+    uint64_t next_id = 0, next_seq = 0;
+    lq_core_counters(s->core, &next_id, &next_seq);
+    if (s->cfg->early_dispatch)
+        next_id += SRV_EARLY_ID_MARGIN;
+    lq_batch_set_counters(b->b, next_id, next_seq);
+}
 
 static lq_err grow(void **p, uint32_t *cap, uint32_t need, size_t elem)
 {
@@ -354,9 +370,7 @@ void srv_wait_hook(void *ctx, bool before)
         /* Under steady load batches go this way, never through an idle committer: due results
          * are swept here too. */
         (void)srv_results_sweep(s, b->b, srv_now(s), false);
-        uint64_t next_id = 0, next_seq = 0;
-        lq_core_counters(s->core, &next_id, &next_seq);
-        lq_batch_set_counters(b->b, next_id, next_seq);
+        set_counters(s, b);
         lq_committer_offer(s->committer, b->b);
         s->offered = true;
         return;
@@ -377,9 +391,7 @@ void srv_maybe_submit(lq_server *s)
     /* Expired results go a bounded number per commit; an idle broker commits a sweep alone. */
     if (!srv_results_sweep(s, b->b, srv_now(s), empty) && empty)
         return;
-    uint64_t next_id = 0, next_seq = 0;
-    lq_core_counters(s->core, &next_id, &next_seq);
-    lq_batch_set_counters(b->b, next_id, next_seq);
+    set_counters(s, b);
     lq_committer_submit(s->committer, b->b);
     open_next(s);
 }

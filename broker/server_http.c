@@ -231,7 +231,7 @@ static void render_metrics(lq_server *s, tbuf *b)
          "Jobs dispatched before their commit (--dispatch early) whose commit then failed: revoked.");
     tb_printf(b, "leaseq_early_revoked_total %llu\n", (unsigned long long)s->early_revoked);
     head(b, "leaseq_early_reads_total", "counter",
-         "Jobs read from a batch not yet committed, for a lease before the commit (--dispatch early).");
+         "Job reads served from a batch not yet committed (--dispatch early): leases before the commit, and peeks.");
     tb_printf(b, "leaseq_early_reads_total %llu\n", (unsigned long long)s->early_reads);
     head(b, "leaseq_auth_failures_total", "counter", "Hellos refused for an unknown token.");
     tb_printf(b, "leaseq_auth_failures_total %llu\n", (unsigned long long)m->auth_failures);

@@ -182,7 +182,7 @@ struct lq_server {
     uint64_t requeued_expired, dead_lettered, last_agg_log_ms;
     uint64_t commits, commit_failures, commit_fail_logged_ms;
     uint64_t early_revoked; /* --dispatch early: jobs dispatched whose put then failed */
-    uint64_t early_reads;   /* --dispatch early: jobs delivered from a batch not yet committed */
+    uint64_t early_reads;   /* --dispatch early: job reads (leases, peeks) served from a batch not yet committed */
     uint64_t pending_bytes;     /* payload bytes of every deferred request, all connections */
     /* operations (issue 5) */
     lq_auth *auth;              /* owner: server; NULL = no tokens file: every connection is admin */

@@ -502,7 +502,11 @@ static bool req_peek(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__Pee
     uint32_t payload_len = 0;
     lq_job_view v;
     lq_result_view rv;
-    if (live && srv_get_job(s, p->job_id, &v) == LQ_OK) {
+    /* A PENDING job (delayed or keyed, whose put is on its way) is only found once stored. */
+    lq_err ge = !live ? LQ_E_NOT_FOUND
+                      : state == LQ_STATE_PENDING ? lq_store_get_job(s->store, p->job_id, &v)
+                                                  : srv_get_job(s, p->job_id, &v);
+    if (ge == LQ_OK) {
         uint32_t attempts = v.rec.attempts;
         (void)lq_core_job_attempts(s->core, p->job_id, &attempts);
         pr.state = (Leaseq__JobState)(state == LQ_STATE_PENDING ? LQ_STATE_READY : state);

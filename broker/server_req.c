@@ -156,10 +156,17 @@ static bool req_enqueue(lq_server *s, srv_conn *sc, uint64_t rid, const Leaseq__
             srv_apply_events(s, NULL);
         }
         if (srv_item_push(s, job_id, e) != LQ_OK) {
-            /* Cannot even record the outcome: settle the job as not stored. */
+            /* Cannot even record the outcome: settle this job and the request's earlier ones as
+             * not stored (their answers go with the items), as when the deferral fails below. */
             if (e == LQ_OK && !dup) {
                 lq_core_commit_done(s->core, now, job_id, false, &s->ev);
                 srv_apply_events(s, NULL);
+            }
+            for (uint32_t k = first; k < b->n_items; k++) {
+                if (b->items[k].err == LQ_OK && !b->items[k].duplicate) {
+                    lq_core_commit_done(s->core, now, b->items[k].job_id, false, &s->ev);
+                    srv_apply_events(s, NULL);
+                }
             }
             b->n_items = first;
             srv_send_error(s, sc->id, rid, LQ_E_INTERNAL, "out of memory");

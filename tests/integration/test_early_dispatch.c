@@ -5,7 +5,8 @@
  *  - the producer gets STORAGE_FULL;
  *  - the worker's lease of that job is revoked (extend and ack: LEASE_LOST);
  *  - every job the producer was told is stored was leased once and is still held;
- *  - after a restart the store holds exactly the stored jobs, each once, payload intact. */
+ *  - after a restart the store holds exactly the stored jobs, each once, payload intact, and
+ *    no id a worker saw is issued again. */
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -203,6 +204,19 @@ static int body(const char *tmpdir)
         leaseq_leases_free(l, n);
     }
     OV_CHECK(back == stored, "%u of %u stored jobs came back after the restart", back, stored);
+    /* Workers saw ids of jobs that were never stored; a restart must not hand one out again
+     * (the stored id counter runs 2^24 ahead in early mode). */
+    uint64_t max_seen = 0;
+    for (uint32_t i = 0; i < w.n_held; i++)
+        max_seen = w.held[i].job_id > max_seen ? w.held[i].job_id : max_seen;
+    uint8_t one = 1;
+    leaseq_job_spec js1 = {.queue = "early-after", .payload = &one, .payload_len = 1};
+    uint64_t id_after = 0;
+    OV_CHECK(leaseq_enqueue(c, &js1, &id_after, 10000) == LEASEQ_OK, "enqueue after restart");
+    printf("early: highest id a worker saw %llu, first id after the restart %llu\n", (unsigned long long)max_seen,
+           (unsigned long long)id_after);
+    OV_CHECK(id_after > max_seen + (1ull << 23), "id %llu after the restart, workers saw ids up to %llu",
+             (unsigned long long)id_after, (unsigned long long)max_seen);
     leaseq_close(c);
     OV_CHECK(ov_broker_stop_clean(&b), "clean stop after restart");
     return 0;
