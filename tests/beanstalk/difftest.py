@@ -7,7 +7,7 @@ are compared after ids are renumbered in order of appearance, and stats bodies a
 the fields both define with values that do not depend on timing or the process (IGNORED_FIELDS,
 the differences on purpose, also listed in docs/BEANSTALK.md).
 
-usage: difftest.py BIN_DIR [--seeds N] [--ops N] [--seed S]
+usage: difftest.py BIN_DIR [--seeds N] [--ops N] [--seed S] [--only NAME] [--lq-flag FLAG]...
 """
 import os
 import random
@@ -254,11 +254,14 @@ def random_script(seed, n_ops):
     return steps
 
 
+LQ_FLAGS = []  # --lq-flag: extra leaseqd flags, e.g. --dispatch=early
+
+
 def compare(name, script, bin_dir):
     ref = Server("beanstalkd")
     lq = None
     try:
-        lq = Server("leaseqd", bin_dir=bin_dir)
+        lq = Server("leaseqd", bin_dir=bin_dir, extra=LQ_FLAGS)
         a = play(ref, script)
         b = play(lq, script)
         bad = lq.stop_clean()
@@ -303,6 +306,8 @@ def main():
             first, seeds = int(args[i + 1]), 1
         elif args[i] == "--only":
             only = args[i + 1]
+        elif args[i] == "--lq-flag":
+            LQ_FLAGS.append(args[i + 1])
         i += 2
     ok = True
     for name, script in SCRIPTS.items():
