@@ -326,8 +326,6 @@ const char *srv_err_text(lq_err e);
 char *srv_arena_str(lq_arena *a, lq_str str);
 /* Read snapshot for dequeue replies; renewed every pass so committed jobs are visible. */
 lq_err srv_read_begin(lq_server *s);
-/* Ids at or above this were created into a batch not yet reaped (their puts are not durable). */
-uint64_t srv_unsynced_from(const lq_server *s);
 /* A job's record and payload: from the store, or with --dispatch early from the batch that
  * still holds its put. Valid until srv_read_end or that batch's reap. */
 lq_err srv_get_job(lq_server *s, uint64_t id, lq_job_view *v);

@@ -122,14 +122,15 @@ lq_err srv_read_begin(lq_server *s)
     return e;
 }
 
-uint64_t srv_unsynced_from(const lq_server *s)
+/* Ids at or above this were created into a batch not yet reaped (their puts are not durable). */
+static uint64_t unsynced_from(const lq_server *s)
 {
     return s->batches[s->n_inflight > 0 ? s->inflight[0] : s->open].first_id;
 }
 
 lq_err srv_get_job(lq_server *s, uint64_t id, lq_job_view *v)
 {
-    if (s->cfg->early_dispatch && id >= srv_unsynced_from(s)) {
+    if (s->cfg->early_dispatch && id >= unsynced_from(s)) {
         /* Dispatched before its commit: its put is still in a batch the loop has not reaped,
          * the committer's or the open one (a reaped batch is in the snapshot, renewed at every
          * reap). Newest last: most leases are of jobs just enqueued. */
