@@ -170,6 +170,19 @@ jget() { if [[ $1 =~ \"$2\":\"?([^,}\"]*) ]]; then echo "${BASH_REMATCH[1]}"; fi
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 declare -A R
+STALE=()
+# Every queue wait is shorter than the run that measured it, unless the workers were handed jobs
+# enqueued before it: a queue shared with an earlier run (lq and lq-bs are one leaseqd, so every
+# scenario's queue is named after the system as well as the run). Such a run is reported.
+stale_check() { # stale_check SCEN SYS RUN JSON
+    local n max el
+    n=$(jget "$4" wait_n); max=$(jget "$4" wait_max_us); el=$(jget "$4" elapsed_s)
+    [ -n "$n" ] && [ "$n" != 0 ] && [ -n "$max" ] || return 0
+    if awk -v m="$max" -v e="$el" 'BEGIN { exit !(m > (e + 0.25) * 1e6) }'; then
+        echo "run-peers: $1 $2 run $3: a queue wait of $max us, longer than the run itself (${el} s)" >&2
+        STALE+=("$1 $2 run $3 (queue wait max $max µs in a ${el} s run)")
+    fi
+}
 # lg SCEN SYS RUN ARGS...: one loadgen run against system SYS; its JSON fields land in R[SCEN,SYS,RUN,key].
 lg() {
     local scen=$1 sys=$2 run=$3 out
@@ -185,6 +198,7 @@ lg() {
     printf '  %-12s %s\n' "$sys" "${human#loadgen }" >&2
     printf '{"scenario":"%s","system":"%s","run":%s,%s\n' "$scen" "$sys" "$run" "${json#\{}" >>"$OUT/runs.jsonl"
     R[$scen,$sys,$run,ok]=1
+    stale_check "$scen" "$sys" "$run" "$json"
     local key
     for key in enq_per_s la_per_s enq_p50_us enq_p99_us enq_p999_us la_p50_us la_p99_us la_p999_us \
         wait_p50_us wait_p99_us wait_p999_us waitapi_p50_us waitapi_p99_us waitapi_p999_us waitapi_max_us \
@@ -263,13 +277,13 @@ fill() { # fill SCEN SYS RUN QUEUE N [CLASS]
 }
 
 # ---- scenarios ------------------------------------------------------------------------------
-s_enq100() { lg enq100 "$1" "$2" --mode enqueue --connections 16 --depth 16 --size 100 --duration "$DUR" --queue "e100-$2"; }
-s_enq100k() { lg enq100k "$1" "$2" --mode enqueue --connections 16 --depth 4 --size 102400 --duration "$DUR" --queue "e100k-$2"; }
+s_enq100() { lg enq100 "$1" "$2" --mode enqueue --connections 16 --depth 16 --size 100 --duration "$DUR" --queue "e100-$1-$2"; }
+s_enq100k() { lg enq100k "$1" "$2" --mode enqueue --connections 16 --depth 4 --size 102400 --duration "$DUR" --queue "e100k-$1-$2"; }
 s_la() {
-    fill la "$1" "$2" "la-$2" "$(prefill_of "$1")"
-    lg la "$1" "$2" --mode lease-ack --connections 16 --depth 16 --duration "$DUR" --queue "la-$2"
+    fill la "$1" "$2" "la-$1-$2" "$(prefill_of "$1")"
+    lg la "$1" "$2" --mode lease-ack --connections 16 --depth 16 --duration "$DUR" --queue "la-$1-$2"
 }
-s_cycle() { lg cycle "$1" "$2" --mode cycle --connections 16 --depth 16 --wait-ms 1000 --duration "$DUR" --queue "cy-$2"; }
+s_cycle() { lg cycle "$1" "$2" --mode cycle --connections 16 --depth 16 --wait-ms 1000 --duration "$DUR" --queue "cy-$1-$2"; }
 s_lat() {
     local peak rate
     peak=$(med cycle "$1" enq_per_s)
@@ -278,7 +292,7 @@ s_lat() {
     rate=$(awk -v p="$peak" 'BEGIN { printf "%.0f", p / 2 }')
     R[lat,$1,rate]=$rate
     lg lat "$1" "$2" --mode cycle --connections 16 --depth 16 --wait-ms 1000 --rate "$rate" \
-        --duration "$DUR" --queue "lat-$2" --hist-out "$OUT/lat-$1-$2.dat"
+        --duration "$DUR" --queue "lat-$1-$2" --hist-out "$OUT/lat-$1-$2.dat"
 }
 s_prio() {
     fill prio "$1" "$2" bprio 40000 app
@@ -294,8 +308,8 @@ s_redeliver() {
     bs-* | lq-bs) a=(--ttr 1) ;;
     rs-*) a=(--lease-ms 1000 --poll-ms 100) ;;
     esac
-    lg redeliver-fill "$1" "$2" --mode enqueue --count 1 --connections 1 --depth 1 --queue "rd-$2" "${a[@]}"
-    lg redeliver "$1" "$2" --mode redeliver --count 1 --wait-ms 1000 --duration 30 --queue "rd-$2" "${a[@]}"
+    lg redeliver-fill "$1" "$2" --mode enqueue --count 1 --connections 1 --depth 1 --queue "rd-$1-$2" "${a[@]}"
+    lg redeliver "$1" "$2" --mode redeliver --count 1 --wait-ms 1000 --duration 30 --queue "rd-$1-$2" "${a[@]}"
 }
 
 # ---- run ------------------------------------------------------------------------------------
@@ -365,7 +379,7 @@ for scen in $SCENARIOS; do
             for s in $SYSTEMS; do
                 k=$(proc_of "$s")
                 r0=$(rss_kb "$k" VmRSS)
-                lg conn10k "$s" "$r" --mode enqueue --connections 10000 --depth 1 --duration "$DUR" --queue "c10k-$r" &
+                lg conn10k "$s" "$r" --mode enqueue --connections 10000 --depth 1 --duration "$DUR" --queue "c10k-$s-$r" &
                 lgpid=$!
                 sleep "$(awk -v d="$DUR" 'BEGIN { print d / 2 + 2 }')"
                 R[conn10k,$s,$r,rss]=$(($(rss_kb "$k" VmRSS) - r0))
@@ -504,5 +518,11 @@ if [[ " $SCENARIOS " == *" prio "* ]]; then
 fi
 md ""
 md "Whole run: $((SECONDS - t_begin)) s."
+if [ ${#STALE[@]} -gt 0 ]; then
+    md ""
+    md "**Not valid:** these runs' workers were served jobs enqueued before the run (a queue wait longer than the run): ${STALE[*]}."
+fi
 echo >&2
 cat "$OUT/results.md"
+# Figures measured on a queue left over from another run are wrong, not slow: fail loudly.
+[ ${#STALE[@]} -eq 0 ] || { echo "run-peers: ${#STALE[@]} run(s) measured jobs from before them (see results.md)" >&2; exit 1; }
