@@ -174,10 +174,14 @@ STALE=()
 # Every queue wait is shorter than the run that measured it, unless the workers were handed jobs
 # enqueued before it: a queue shared with an earlier run (lq and lq-bs are one leaseqd, so every
 # scenario's queue is named after the system as well as the run). Such a run is reported.
-stale_check() { # stale_check SCEN SYS RUN JSON (cycle and lat only: elsewhere jobs are pre-filled on purpose)
+stale_check() { # stale_check SCEN SYS RUN JSON (the waits of jobs enqueued during the run only)
     local n max el
-    [ "$1" = cycle ] || [ "$1" = lat ] || return 0
-    n=$(jget "$4" wait_n); max=$(jget "$4" wait_max_us); el=$(jget "$4" elapsed_s)
+    case $1 in
+    cycle | lat) n=$(jget "$4" wait_n); max=$(jget "$4" wait_max_us) ;;
+    prio) n=$(jget "$4" waitapi_n); max=$(jget "$4" waitapi_max_us) ;; # the app backlog is pre-filled, the API jobs are not
+    *) return 0 ;;
+    esac
+    el=$(jget "$4" elapsed_s)
     [ -n "$n" ] && [ "$n" != 0 ] && [ -n "$max" ] || return 0
     if awk -v m="$max" -v e="$el" 'BEGIN { exit !(m > (e + 0.25) * 1e6) }'; then
         echo "run-peers: $1 $2 run $3: a queue wait of $max us, longer than the run itself (${el} s)" >&2
@@ -231,6 +235,14 @@ ratio() { # ratio A B -> A/B with 2 decimals
 }
 
 md() { printf '%s\n' "$*" >>"$OUT/results.md"; }
+kept_up() { # kept_up SYS: median over the latency runs of jobs finished / jobs enqueued
+    local v=() r
+    for r in $(seq "$REPEATS"); do
+        [ "${R[lat,$1,$r,ok]:-0}" = 1 ] && v+=("$(awk -v a="${R[lat,$1,$r,la_per_s]}" -v b="${R[lat,$1,$r,enq_per_s]}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
+    done
+    [ ${#v[@]} -gt 0 ] || { echo -; return; }
+    awk -v x="$(median "${v[@]}")" 'BEGIN { printf "%.2f%s", x, x < 0.98 ? " (fell behind)" : "" }'
+}
 CMD_PREFIX="$(basename "$LOADGEN") --proto P --addr A"
 
 # table SCEN TITLE KEY_RATE KEY_P50 KEY_P99 KEY_P999 CMD: one markdown table of one scenario.
@@ -259,12 +271,12 @@ rounds() { # rounds SCEN FN: calls FN SYS RUN for every run and system
     done
 }
 
-# Pre-fill sizes for lease+ack: a bit more than the system drains in one run.
+# Pre-fill sizes for lease+ack: more than the system drains in one run (the fastest runs so far:
+# leaseq 189k/s, Redis everysec 118k/s, beanstalkd -f 0 7.3k/s), so that no run ends dry.
 prefill_of() {
     case $1 in
-    bs-f0) echo 15000 ;;
-    lq | lq-bs | lq-early) echo $((160000 * DUR)) ;;
-    *) echo $((110000 * DUR)) ;;
+    bs-f0) echo $((10000 * DUR)) ;;
+    *) echo $((200000 * DUR)) ;;
     esac
 }
 fill() { # fill SCEN SYS RUN QUEUE N [CLASS]
@@ -287,7 +299,9 @@ s_la() {
 s_cycle() { lg cycle "$1" "$2" --mode cycle --connections 16 --depth 16 --wait-ms 1000 --duration "$DUR" --queue "cy-$1-$2"; }
 s_lat() {
     local peak rate
-    peak=$(med cycle "$1" enq_per_s)
+    # The peak is the rate jobs are finished at in the full cycle (acks), not the producers'
+    # rate: where producers outrun workers, half the enqueue rate can be all the workers can do.
+    peak=$(med cycle "$1" la_per_s)
     [ -n "$peak" ] || peak=$(med enq100 "$1" enq_per_s)
     [ -n "$peak" ] || peak=20000
     rate=$(awk -v p="$peak" 'BEGIN { printf "%.0f", p / 2 }')
@@ -415,19 +429,33 @@ for scen in $SCENARIOS; do
         "--mode enqueue --connections 16 --depth 4 --size 102400 --duration $DUR" ;;
     la) table la "Lease + ack, 16 connections × 16 in flight (pre-filled queue; latency: take sent → ack answered)" la_per_s la_p50_us la_p99_us la_p999_us \
         "--mode lease-ack --connections 16 --depth 16 --duration $DUR (after --mode enqueue --count N)" ;;
-    cycle) table cycle "Full cycle: 8 producer + 8 worker connections × 16 in flight (rate: enqueues; latency: queue wait)" enq_per_s wait_p50_us wait_p99_us wait_p999_us \
-        "--mode cycle --connections 16 --depth 16 --wait-ms 1000 --duration $DUR" ;;
+    cycle)
+        # The rate that counts is the jobs finished (acked): producers that outrun their workers
+        # only build a backlog, and the queue wait of a closed loop is that backlog's age.
+        md ""
+        md "### Full cycle: 8 producer + 8 worker connections × 16 in flight (rate: jobs finished)"
+        md ""
+        md "Command (per system): \`loadgen --proto P --addr A --mode cycle --connections 16 --depth 16 --wait-ms 1000 --duration $DUR\`. Jobs finished: acks (delete, LREM, XACK) per second. Where the producers enqueue faster than the workers finish, the difference piles up: the queue wait of this closed loop is the age of that backlog, and grows with the run's length; the open-loop table below is the latency figure."
+        md ""
+        md "| system | jobs finished/s (median) | leaseq ÷ this | each run | jobs enqueued/s (median) | backlog age p50 / p99 µs |"
+        md "| --- | ---: | ---: | --- | ---: | ---: |"
+        lqv=$(med cycle lq la_per_s)
+        for s in $SYSTEMS; do
+            md "| $s | $(fmt "$(med cycle "$s" la_per_s)") | $(ratio "$lqv" "$(med cycle "$s" la_per_s)") | $(each cycle "$s" la_per_s) |" \
+                "$(fmt "$(med cycle "$s" enq_per_s)") | $(fmt "$(med cycle "$s" wait_p50_us)") / $(fmt "$(med cycle "$s" wait_p99_us)") |"
+        done
+        ;;
     lat)
         md ""
         md "### Queue-wait latency at 50 % of each system's own full-cycle peak (open loop)"
         md ""
-        md "Command: \`loadgen --proto P --addr A --mode cycle --connections 16 --depth 16 --wait-ms 1000 --rate R --duration $DUR\`, R = half the median enqueue rate of that system's full-cycle run above. Queue wait: enqueue's scheduled send → job received by a worker. Pacer lateness: how late the load generator itself put the enqueues on the wire (scheduled → written), a share of every queue wait. From the send: the same wait counted from the moment the enqueue was put in the connection's output buffer (flushed before the generator waits), i.e. without the generator's own lateness. Plot: docs/perf-queue-wait.png (run 1)."
+        md "Command: \`loadgen --proto P --addr A --mode cycle --connections 16 --depth 16 --wait-ms 1000 --rate R --duration $DUR\`, R = half the median rate at which that system finished jobs in the full-cycle run above. Kept up: jobs finished ÷ jobs enqueued in the run (a system under 0.98 fell behind the rate offered, and its waits grew with the run). Queue wait: enqueue's scheduled send → job received by a worker. Pacer lateness: how late the load generator itself put the enqueues on the wire (scheduled → written), a share of every queue wait. From the send: the same wait counted from the moment the enqueue was put in the connection's output buffer (flushed before the generator waits), i.e. without the generator's own lateness. Plot: docs/perf-queue-wait.png (run 1)."
         md ""
-        md "| system | rate offered | p50 µs | p99 µs | p99.9 µs | leaseq p99 ÷ this p99 | each run p99 µs | pacer lateness p50 / p99 µs | from the send p50 / p99 / p99.9 µs |"
-        md "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
+        md "| system | rate offered | kept up | p50 µs | p99 µs | p99.9 µs | leaseq p99 ÷ this p99 | each run p99 µs | pacer lateness p50 / p99 µs | from the send p50 / p99 / p99.9 µs |"
+        md "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
         lqp=$(med lat lq wait_p99_us)
         for s in $SYSTEMS; do
-            md "| $s | $(fmt "${R[lat,$s,rate]:-}") | $(fmt "$(med lat "$s" wait_p50_us)") | $(fmt "$(med lat "$s" wait_p99_us)") |" \
+            md "| $s | $(fmt "${R[lat,$s,rate]:-}") | $(kept_up "$s") | $(fmt "$(med lat "$s" wait_p50_us)") | $(fmt "$(med lat "$s" wait_p99_us)") |" \
                 "$(fmt "$(med lat "$s" wait_p999_us)") | $(ratio "$lqp" "$(med lat "$s" wait_p99_us)") | $(each lat "$s" wait_p99_us) |" \
                 "$(fmt "$(med lat "$s" pace_p50_us)") / $(fmt "$(med lat "$s" pace_p99_us)") |" \
                 "$(fmt "$(med lat "$s" waitsent_p50_us)") / $(fmt "$(med lat "$s" waitsent_p99_us)") / $(fmt "$(med lat "$s" waitsent_p999_us)") |"
@@ -480,7 +508,7 @@ for scen in $SCENARIOS; do
         table conn10k "10,000 connections, 1 request in flight each (enqueue)" enq_per_s enq_p50_us enq_p99_us enq_p999_us \
             "--mode enqueue --connections 10000 --depth 1 --duration $DUR"
         md ""
-        md "Server RSS growth with 10,000 connections open and busy (KiB, run 1 / run 2): $(for s in $SYSTEMS; do printf '%s %s / %s; ' "$s" "${R[conn10k,$s,1,rss]:-?}" "${R[conn10k,$s,2,rss]:-?}"; done)"
+        md "Server RSS growth during each run (KiB, run 1 / run 2): the 10,000 connections and the jobs they stored (a few hundred thousand of 100 B; beanstalkd keeps them in memory too), on the same process in both runs, sampled at the same time after the start whatever the connects took; a bound, not the connections' cost alone: $(for s in $SYSTEMS; do printf '%s %s / %s; ' "$s" "${R[conn10k,$s,1,rss]:-?}" "${R[conn10k,$s,2,rss]:-?}"; done)"
         REPEATS=$SAVE_REPEATS; SYSTEMS=$SAVE_SYSTEMS
         ;;
     esac
@@ -547,7 +575,16 @@ if [ ${#STALE[@]} -gt 0 ]; then
     md ""
     md "**Not valid:** these runs' workers were served jobs enqueued before the run (a queue wait longer than the run): ${STALE[*]}."
 fi
+# A request that failed is not a slow one: every run must have none. The recovery probe is the
+# exception, it retries while the server is still loading (Redis answers LOADING).
+mapfile -t ERRS < <(grep -v '"scenario":"recover"' "$OUT/runs.jsonl" | grep -E '"errors":[1-9]' |
+    sed -E 's/.*"scenario":"([^"]*)","system":"([^"]*)","run":([0-9]+).*"errors":([0-9]+).*/\1 \2 run \3 (\4 errors)/' || true)
+if [ ${#ERRS[@]} -gt 0 ]; then
+    md ""
+    md "**Not valid:** these runs had failed requests: ${ERRS[*]}."
+fi
 echo >&2
 cat "$OUT/results.md"
 # Figures measured on a queue left over from another run are wrong, not slow: fail loudly.
 [ ${#STALE[@]} -eq 0 ] || { echo "run-peers: ${#STALE[@]} run(s) measured jobs from before them (see results.md)" >&2; exit 1; }
+[ ${#ERRS[@]} -eq 0 ] || { echo "run-peers: ${#ERRS[@]} run(s) had failed requests (see results.md)" >&2; exit 1; }
