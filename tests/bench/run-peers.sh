@@ -391,6 +391,19 @@ for scen in $SCENARIOS; do
         SAVE_SYSTEMS=$SYSTEMS
         SYSTEMS=$(printf '%s\n' $SYSTEMS | grep -E '^(lq|lq-bs|bs-f50|bs-mem|rl-always)$' | tr '\n' ' ')
         start_all
+        # First what the connections themselves cost: 10,000 open, a paced 500 enqueues/s over
+        # all of them (a few thousand jobs stored), RSS read near the end while all are open.
+        idle_s=$((DUR + 3))
+        for s in $SYSTEMS; do
+            k=$(proc_of "$s")
+            r0=$(rss_kb "$k" VmRSS)
+            lg conn10k-idle "$s" 1 --mode enqueue --connections 10000 --depth 1 --rate 500 --duration "$idle_s" \
+                --queue "c10k-idle-$s" >/dev/null &
+            lgpid=$!
+            sleep "$((idle_s - 1))"
+            R[conn10k,$s,idle]=$(($(rss_kb "$k" VmRSS) - r0))
+            wait "$lgpid" || true
+        done
         for r in $(seq 2); do
             for s in $SYSTEMS; do
                 k=$(proc_of "$s")
@@ -508,6 +521,8 @@ for scen in $SCENARIOS; do
         SAVE_REPEATS=$REPEATS; REPEATS=2; SAVE_SYSTEMS=$SYSTEMS; SYSTEMS=${CONN_SYSTEMS:-}
         table conn10k "10,000 connections, 1 request in flight each (enqueue)" enq_per_s enq_p50_us enq_p99_us enq_p999_us \
             "--mode enqueue --connections 10000 --depth 1 --duration $DUR"
+        md ""
+        md "Server RSS growth with the 10,000 connections open and nearly idle (500 enqueues/s over all of them; KiB; lq-bs on the process lq used just before): $(for s in $SYSTEMS; do printf '%s %s; ' "$s" "${R[conn10k,$s,idle]:-?}"; done)"
         md ""
         md "Server RSS growth during each run (KiB, run 1 / run 2): the 10,000 connections and the jobs they stored (a few hundred thousand of 100 B; beanstalkd keeps them in memory too), on the same process in both runs, sampled at the same time after the start whatever the connects took; a bound, not the connections' cost alone: $(for s in $SYSTEMS; do printf '%s %s / %s; ' "$s" "${R[conn10k,$s,1,rss]:-?}" "${R[conn10k,$s,2,rss]:-?}"; done)"
         REPEATS=$SAVE_REPEATS; SYSTEMS=$SAVE_SYSTEMS
