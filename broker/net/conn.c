@@ -211,6 +211,9 @@ void lqn_on_recv(lq_loop *l, struct conn *c, int res)
         }
         return;
     }
+    /* A receive that filled all the room there was says more may be waiting: the buffer
+     * doubles (up to IN_GROW_BYTES), whether or not the handler consumed it all. */
+    bool filled = (size_t)res == c->in_cap - c->in_len;
     c->in_len += (size_t)res;
     c->last_recv_ns = lq_mono_ns();
     size_t need = 0;
@@ -231,6 +234,8 @@ void lqn_on_recv(lq_loop *l, struct conn *c, int res)
     } else if (c->in_len == c->in_cap) {
         size_t want = c->in_cap * 2 < l->opts.in_max ? c->in_cap * 2 : l->opts.in_max;
         ok = want > c->in_cap && grow_input(c, want);
+    } else if (filled && c->in_cap < IN_GROW_BYTES && c->in_cap * 2 <= l->opts.in_max) {
+        ok = grow_input(c, c->in_cap * 2);
     } else if (c->in_len == 0 && c->in_cap > IN_SHRINK_BYTES) {
         ok = grow_input(c, IN_INIT_BYTES);
     }

@@ -10,9 +10,11 @@
 #include "loop.h"
 
 /* A connection's buffers start small and double as its traffic needs: 10,000 mostly idle
- * connections cost 1.5 KiB each with 512 bytes, 9.2 KiB with 16 KiB (the touched pages), and a
- * busy connection reaches its size after a few doublings (docs/PERFORMANCE.md). */
+ * connections cost 1.5 KiB each with 512 bytes, 9.2 KiB with 16 KiB (the touched pages). The
+ * input doubles when a receive fills it (up to IN_GROW_BYTES; beyond, only for a frame that needs
+ * more), the output when a reply does not fit (docs/PERFORMANCE.md). */
 #define IN_INIT_BYTES 512u
+#define IN_GROW_BYTES (64u << 10)
 #define IN_SHRINK_BYTES (1u << 20)   /* an idle input buffer above this goes back to IN_INIT */
 #define OUT_INIT_BYTES 512u
 #define OUT_SHRINK_BYTES (1u << 20)

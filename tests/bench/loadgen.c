@@ -334,17 +334,17 @@ int main(int argc, char **argv)
         t->cfg = &cfg;
         t->tid = ti + 1;
         t->ep = epoll_create1(EPOLL_CLOEXEC);
-        t->payload = malloc(cfg.size ? cfg.size : 1); /* owner: thread */
+        t->payload = malloc((size_t)cfg.size + LG_FILLER_POOL); /* owner: thread */
         t->t_cap = per * cfg.depth + 16;
         t->timers = calloc(t->t_cap, sizeof *t->timers); /* owner: thread */
         if (t->ep < 0 || !t->payload || !t->timers || lq_arena_init(&arenas[ti], 256 << 10, (size_t)64 << 20) != 0)
             goto out;
         t->arena = &arenas[ti];
-        /* Random filler: Redis's AOF rewrite (an RDB preamble with LZF) would shrink a repeating
-         * one, and flatter its data on disk and its recovery. The send time goes over the
-         * first bytes of each job as it is sent. */
+        /* Random filler, a different window of it in every job (lg_out_payload): Redis's AOF
+         * rewrite (an RDB preamble, LZF over whole blocks of entries) would shrink a repeating
+         * or a shared one, and flatter its data on disk and its recovery. */
         uint64_t x = 0x9e3779b97f4a7c15ull * (ti + 1);
-        for (uint32_t b = 0; b < cfg.size; b++) {
+        for (size_t b = 0; b < (size_t)cfg.size + LG_FILLER_POOL; b++) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;

@@ -52,6 +52,7 @@ SYSTEMS=${BENCH_PEERS_SYSTEMS:-$ALL_SYSTEMS}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 mkdir -p "$OUT"
 : >"$OUT/runs.jsonl"
+: >"$OUT/failed.txt"
 tmp=$(mktemp -d /tmp/leaseq-peers-XXXXXX)
 declare -A PID PORT
 cleanup() {
@@ -194,6 +195,7 @@ lg() {
     shift 3
     if ! out=$("$LOADGEN" --proto "$(proto_of "$sys")" --addr "$(addr_of "$sys")" --json "$@" 2>"$tmp/lg.err"); then
         echo "run-peers: $scen $sys run $run failed: loadgen $*" >&2
+        echo "$scen $sys run $run" >>"$OUT/failed.txt" # a file: runs in the background count too
         cat "$tmp/lg.err" >&2
         printf '%s\n' "$out" >&2
         R[$scen,$sys,$run,ok]=0
@@ -241,7 +243,7 @@ kept_up() { # kept_up SYS: median over the latency runs of jobs finished / jobs 
         [ "${R[lat,$1,$r,ok]:-0}" = 1 ] && v+=("$(awk -v a="${R[lat,$1,$r,la_per_s]}" -v b="${R[lat,$1,$r,enq_per_s]}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
     done
     [ ${#v[@]} -gt 0 ] || { echo -; return; }
-    awk -v x="$(median "${v[@]}")" 'BEGIN { printf "%.2f%s", x, x < 0.98 ? " (fell behind)" : "" }'
+    awk -v x="$(median "${v[@]}")" 'BEGIN { r = sprintf("%.2f", x); printf "%s%s", r, (r + 0 < 0.98 ? " (fell behind)" : "") }'
 }
 CMD_PREFIX="$(basename "$LOADGEN") --proto P --addr A"
 
@@ -599,8 +601,14 @@ if [ ${#ERRS[@]} -gt 0 ]; then
     md ""
     md "**Not valid:** these runs had failed requests: ${ERRS[*]}."
 fi
+mapfile -t FAILED <"$OUT/failed.txt"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    md ""
+    md "**Not valid:** the load generator failed in: ${FAILED[*]} (its output is in the log)."
+fi
 echo >&2
 cat "$OUT/results.md"
 # Figures measured on a queue left over from another run are wrong, not slow: fail loudly.
 [ ${#STALE[@]} -eq 0 ] || { echo "run-peers: ${#STALE[@]} run(s) measured jobs from before them (see results.md)" >&2; exit 1; }
 [ ${#ERRS[@]} -eq 0 ] || { echo "run-peers: ${#ERRS[@]} run(s) had failed requests (see results.md)" >&2; exit 1; }
+[ ${#FAILED[@]} -eq 0 ] || { echo "run-peers: the load generator failed in ${#FAILED[@]} run(s) (see results.md)" >&2; exit 1; }

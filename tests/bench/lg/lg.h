@@ -37,6 +37,7 @@
  * enqueue left the generator, give or take the rest of that loop pass. The wait counted from it
  * (LAT_WAIT_SENT) leaves out the generator's own lateness, which on a shared 2-core machine can
  * be most of an open-loop queue wait's tail; LAT_WAIT keeps counting from the schedule. */
+#define LG_FILLER_POOL (1u << 20) /* random bytes a job body's window is taken from */
 #define LG_STAMP_BYTES 16u
 #define LG_STAMP_SENT_BYTES 24u
 
@@ -129,7 +130,8 @@ typedef struct lg_thread {
     int ep;
     lg_stats st;
     void *arena;         /* native driver: protobuf arena */
-    uint8_t *payload;    /* owner: thread; one job body, re-stamped per send */
+    uint8_t *payload;    /* owner: thread; random bytes, size + LG_FILLER_POOL: each job body is a
+                          * window of it, re-stamped per send */
     uint64_t seq;
     /* open loop */
     double interval_ns;
