@@ -572,7 +572,7 @@ size_t bs_on_data(lq_server *s, srv_conn *sc, const uint8_t *data, size_t len, s
         return len;
     }
     if (c->in_len + len > c->in_cap) {
-        size_t want = c->in_cap ? c->in_cap : 4096;
+        size_t want = c->in_cap ? c->in_cap : 512; /* idle connections stay small, as the loop's */
         while (want < c->in_len + len)
             want *= 2;
         uint8_t *p = realloc(c->in, want); /* owner: bs_conn */
