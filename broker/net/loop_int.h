@@ -14,7 +14,7 @@
  * input doubles when a receive fills it (up to IN_GROW_BYTES; beyond, only for a frame that needs
  * more), the output when a reply does not fit (docs/PERFORMANCE.md). */
 #define IN_INIT_BYTES 512u
-#define IN_GROW_BYTES (64u << 10)
+#define IN_GROW_BYTES (16u << 10) /* the old fixed size: this rule never holds more than it did */
 #define IN_SHRINK_BYTES (1u << 20)   /* an idle input buffer above this goes back to IN_INIT */
 #define OUT_INIT_BYTES 512u
 #define OUT_SHRINK_BYTES (1u << 20)

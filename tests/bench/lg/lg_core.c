@@ -91,7 +91,9 @@ bool lg_out_payload(lg_thread *t, lg_conn *c, lg_class cls, uint64_t t_ns)
         return false;
     uint8_t *p = c->out + c->out_len;
     uint64_t seq = (t->tid << 48) ^ ++t->seq;
-    /* A window that moves by a prime per job: no two jobs of a block share their bytes. */
+    /* A window that moves by a prime per job: jobs up to 4 KiB never share bytes with the 255
+     * before them; larger ones overlap, shifted, which a compressor that looks 8 KiB back (LZF, in
+     * Redis's RDB) cannot use. */
     memcpy(p, t->payload + (t->seq * 4099u) % LG_FILLER_POOL, size);
     if (size >= LG_STAMP_BYTES) {
         memcpy(p, &t_ns, 8);
