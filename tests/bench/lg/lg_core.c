@@ -575,11 +575,14 @@ void *lg_thread_main(void *arg)
                 break;
             }
         }
+        /* What failed is named on the way out: most failing steps print nothing themselves. */
+        const char *stage = "timers";
         bool fail = !run_timers(t, now);
-        if (!fail && t->interval_ns > 0)
+        if (!fail && t->interval_ns > 0 && (stage = "pacer"))
             fail = !pace(t, now);
         if (!fail && !rescuers_started && atomic_load(&lg_frozen_ready_ns)) {
             rescuers_started = true;
+            stage = "rescuer start";
             for (unsigned i = 0; i < t->n_conns && !fail; i++)
                 if (t->conns[i].role == ROLE_RESCUER && t->conns[i].hello_done)
                     fail = !lg_hello_done(t, &t->conns[i]);
@@ -588,7 +591,7 @@ void *lg_thread_main(void *arg)
          * (one send per connection), before the wait: a paced send left in the buffer would sit
          * there until the next wake, up to one send interval late. */
         for (unsigned i = 0; i < t->n_conns && !fail; i++)
-            if (t->conns[i].out_off < t->conns[i].out_len && !t->conns[i].want_out)
+            if (t->conns[i].out_off < t->conns[i].out_len && !t->conns[i].want_out && (stage = "send"))
                 fail = !lg_conn_flush(t, &t->conns[i]);
         uint64_t wake = next_wake_ns(t, now);
         struct timespec ts = {.tv_sec = (time_t)((wake - now) / 1000000000u),
@@ -598,14 +601,20 @@ void *lg_thread_main(void *arg)
             perror("epoll_pwait2");
             break;
         }
+        const lg_conn *failed_conn = NULL;
         for (int i = 0; i < n && !fail; i++) {
             lg_conn *c = evs[i].data.ptr;
-            if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+            if ((evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && (stage = "reply"))
                 fail = !conn_read(t, c);
-            if (!fail && (evs[i].events & EPOLLOUT))
+            if (!fail && (evs[i].events & EPOLLOUT) && (stage = "send"))
                 fail = !lg_conn_flush(t, c);
+            if (fail)
+                failed_conn = c;
         }
         if (fail) {
+            fprintf(stderr, "loadgen: thread %llu stops: %s failed%s (connection %d, role %d)\n",
+                    (unsigned long long)t->tid, stage, atomic_load(&lg_stop) ? ", after the stop" : "",
+                    failed_conn ? (int)failed_conn->index : -1, failed_conn ? (int)failed_conn->role : -1);
             atomic_store(&lg_stop, 1);
             break;
         }
