@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "beanstalk/bs_server.h"
 #include "log.h"
 #include "server_int.h"
 
@@ -217,6 +218,9 @@ static void render_metrics(lq_server *s, tbuf *b)
     tb_printf(b, "leaseq_storage_high %d\n", srv_storage_high(s) ? 1 : 0);
     head(b, "leaseq_connections", "gauge", "Open connections (HTTP included).");
     tb_printf(b, "leaseq_connections %u\n", lq_loop_conn_count(s->loop));
+    head(b, "leaseq_connection_buffer_bytes", "gauge",
+         "Bytes allocated for the connections' input and output buffers (large ones shrink after 1 s unused).");
+    tb_printf(b, "leaseq_connection_buffer_bytes %zu\n", lq_loop_buffer_bytes(s->loop) + bs_buffer_bytes(s->bs));
     head(b, "leaseq_connections_accepted_total", "counter", "Connections accepted.");
     tb_printf(b, "leaseq_connections_accepted_total %llu\n", (unsigned long long)m->conns_accepted);
     head(b, "leaseq_parked_dequeues", "gauge", "Dequeues waiting for a job.");

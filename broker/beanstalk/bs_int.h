@@ -9,6 +9,10 @@
 #include "core/map.h"
 
 #define BS_IN_CAP_EXTRA (1u << 20)   /* unprocessed input held beyond one largest put */
+/* An empty input copy grown past this for a large put is freed once the connection has not held
+ * more for BS_IN_IDLE_MS (as the loop's own buffers, broker/net/loop_int.h). */
+#define BS_IN_KEEP_BYTES (16u << 10)
+#define BS_IN_IDLE_MS 1000u
 #define BS_WATCH_MAX 1024            /* tubes one connection may watch */
 #define BS_HELD_MAX 65536            /* jobs one connection may hold reserved */
 #define BS_TUBES_MAX LQ_QUEUES_MAX
@@ -41,6 +45,7 @@ typedef struct {
     uint32_t n_held, cap_held;
     uint8_t *in;                /* owner: bs_conn; input not yet processed */
     size_t in_len, in_cap;
+    uint64_t in_big_ms;         /* last time it held more than BS_IN_KEEP_BYTES */
     uint64_t discard;           /* JOB_TOO_BIG body bytes still to drop ... */
     const char *after_discard;  /* ... then this answer (beanstalkd answers once the body is read) */
     bool skip_line;
@@ -83,6 +88,7 @@ struct bs_server {
     uint32_t n_lanes;
     char *scratch;              /* owner: bs_server; stats and list bodies */
     size_t scratch_cap;
+    size_t in_bytes;            /* capacity of every connection's input copy */
 };
 
 static inline bs_server *bs_of(lq_server *s) { return s->bs; }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "beanstalk/bs_int.h"
+#include "core/lq_assert.h"
 #include "log.h"
 
 static lq_err grow(void **p, uint32_t *cap, uint32_t need, size_t elem)
@@ -580,11 +581,14 @@ size_t bs_on_data(lq_server *s, srv_conn *sc, const uint8_t *data, size_t len, s
             lq_loop_close(s->loop, sc->id, false);
             return len;
         }
+        b->in_bytes = b->in_bytes - c->in_cap + want;
         c->in = p;
         c->in_cap = want;
     }
     memcpy(c->in + c->in_len, data, len);
     c->in_len += len;
+    if (c->in_len > BS_IN_KEEP_BYTES)
+        c->in_big_ms = srv_now(s);
     process(s, c);
     /* Reading waits while a large backlog is buffered (a reserve parked, commits pending). */
     bool full = c->in_len > cap;
@@ -612,6 +616,8 @@ void bs_on_close(lq_server *s, srv_conn *sc)
     b->conns[k]->conn_index = k;
     free(c->watch);
     free(c->held);
+    LQ_ASSERT(b->in_bytes >= c->in_cap);
+    b->in_bytes -= c->in_cap;
     free(c->in);
     free(c);
     sc->bs = NULL;
@@ -659,12 +665,23 @@ void bs_deferred_done(lq_server *s, const srv_deferred *d, bool ok, lq_err item_
 
 static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
+size_t bs_buffer_bytes(const bs_server *b)
+{
+    return b != NULL ? b->in_bytes : 0;
+}
+
 uint64_t bs_before_sleep(lq_server *s, uint64_t now)
 {
     bs_server *b = bs_of(s);
     uint64_t next = LQ_TIME_NEVER;
     for (uint32_t i = 0; i < b->n_conns; i++) {
         bs_conn *c = b->conns[i];
+        if (c->in_len == 0 && c->in_cap > BS_IN_KEEP_BYTES && now - c->in_big_ms >= BS_IN_IDLE_MS) {
+            b->in_bytes -= c->in_cap; /* the next input starts a new copy at 512 bytes */
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
         if (c->n_held == 0)
             continue;
         held_expire(s, c, now);

@@ -24,5 +24,7 @@ void bs_deferred_done(lq_server *s, const srv_deferred *d, bool ok, lq_err item_
 /* Once per loop pass after the core's tick: timeouts, waiting reserves. Returns the next time
  * it needs a pass (LQ_TIME_NEVER if none). */
 uint64_t bs_before_sleep(lq_server *s, uint64_t now_ms);
+/* Bytes allocated for the connections' copies of their input. */
+size_t bs_buffer_bytes(const bs_server *b);
 
 #endif

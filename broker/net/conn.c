@@ -1,5 +1,6 @@
 /* Connections: input buffers and reads, output buffers and the one send in flight, closing. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,8 @@ static void conn_release(lq_loop *l, struct conn *c)
 {
     LQ_ASSERT(c->inflight == 0 && !c->notify_pending);
     close(c->fd);
+    LQ_ASSERT(l->buf_bytes >= c->in_cap + c->pend.cap + c->sending.cap);
+    l->buf_bytes -= c->in_cap + c->pend.cap + c->sending.cap;
     free(c->in);
     free(c->pend.p);
     free(c->sending.p);
@@ -182,14 +185,31 @@ void lqn_flush_dirty(lq_loop *l)
     }
 }
 
-static bool grow_input(struct conn *c, size_t want)
+/* Resizes the input buffer (up or down); only while no receive is in flight into it. */
+static bool grow_input(lq_loop *l, struct conn *c, size_t want)
 {
+    LQ_ASSERT(!c->recv_armed && want >= c->in_len);
     uint8_t *p = realloc(c->in, want); /* owner: conn */
     if (p == NULL)
         return false;
+    l->buf_bytes = l->buf_bytes - c->in_cap + want;
     c->in = p;
     c->in_cap = want;
     return true;
+}
+
+static bool big_idle(const struct conn *c, uint64_t now_ns)
+{
+    return now_ns - c->big_ns >= (uint64_t)BUF_IDLE_MS * 1000000u;
+}
+
+/* An empty input buffer grown for a large frame goes back to its starting size. */
+static void shrink_input_if_idle(lq_loop *l, struct conn *c, uint64_t now_ns)
+{
+    size_t cap = c->in_cap;
+    if (c->in_len == 0 && cap > BUF_KEEP_BYTES && !c->recv_armed && big_idle(c, now_ns) &&
+        grow_input(l, c, IN_INIT_BYTES))
+        l->untrimmed += cap - IN_INIT_BYTES;
 }
 
 void lqn_on_recv(lq_loop *l, struct conn *c, int res)
@@ -203,7 +223,11 @@ void lqn_on_recv(lq_loop *l, struct conn *c, int res)
         return;
     }
     if (res < 0) {
-        if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS) {
+        if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS || res == -ECANCELED) {
+            /* -ECANCELED: the sweep took the receive back to shrink the buffer it pointed into
+             * (an open connection's receive is cancelled for nothing else). */
+            if (res == -ECANCELED)
+                shrink_input_if_idle(l, c, lq_mono_ns());
             lqn_mark_dirty(l, c);
         } else {
             LQ_LOGD("closing connection: recv failed", "slot=%u error=\"%s\"", c->slot, strerror(-res));
@@ -216,10 +240,14 @@ void lqn_on_recv(lq_loop *l, struct conn *c, int res)
     bool filled = (size_t)res == c->in_cap - c->in_len;
     c->in_len += (size_t)res;
     c->last_recv_ns = lq_mono_ns();
+    if (c->in_len > BUF_KEEP_BYTES)
+        c->big_ns = c->last_recv_ns;
     size_t need = 0;
     size_t used = l->h.on_data(l->ctx, lqn_conn_id(c), c->user, c->in, c->in_len, &need);
     if (c->state != C_OPEN)
         return;
+    if (need > BUF_KEEP_BYTES)
+        c->big_ns = c->last_recv_ns;
     LQ_ASSERT(used <= c->in_len);
     if (used > 0) {
         c->in_len -= used;
@@ -230,14 +258,16 @@ void lqn_on_recv(lq_loop *l, struct conn *c, int res)
     if (need > l->opts.in_max) {
         ok = false; /* the handler checks the caps first; this is a second fence */
     } else if (need > c->in_cap) {
-        ok = grow_input(c, need);
+        ok = grow_input(l, c, need);
     } else if (c->in_len == c->in_cap) {
         size_t want = c->in_cap * 2 < l->opts.in_max ? c->in_cap * 2 : l->opts.in_max;
-        ok = want > c->in_cap && grow_input(c, want);
+        ok = want > c->in_cap && grow_input(l, c, want);
     } else if (filled && c->in_cap < IN_GROW_BYTES && c->in_cap * 2 <= l->opts.in_max) {
-        (void)grow_input(c, c->in_cap * 2); /* a guess: without it the connection still works */
+        (void)grow_input(l, c, c->in_cap * 2); /* a guess: without it the connection still works */
     } else if (c->in_len == 0 && c->in_cap > IN_SHRINK_BYTES) {
-        ok = grow_input(c, IN_INIT_BYTES);
+        ok = grow_input(l, c, IN_INIT_BYTES);
+    } else {
+        shrink_input_if_idle(l, c, c->last_recv_ns); /* small frames since the large one */
     }
     if (!ok) {
         LQ_LOGW("closing connection: input buffer", "need=%zu cap=%zu", need, c->in_cap);
@@ -247,13 +277,15 @@ void lqn_on_recv(lq_loop *l, struct conn *c, int res)
     lqn_mark_dirty(l, c);
 }
 
-static void shrink_obuf(struct obuf *b)
+/* Frees an empty output buffer (the next reply starts a new one at OUT_INIT_BYTES). */
+static void drop_obuf(lq_loop *l, struct obuf *b)
 {
-    if (b->cap > OUT_SHRINK_BYTES) {
-        free(b->p);
-        b->p = NULL;
-        b->cap = 0;
-    }
+    LQ_ASSERT(b->len == 0 && l->buf_bytes >= b->cap);
+    l->buf_bytes -= b->cap;
+    l->untrimmed += b->cap;
+    free(b->p);
+    b->p = NULL;
+    b->cap = 0;
 }
 
 void lqn_on_send(lq_loop *l, struct conn *c, int res)
@@ -280,7 +312,8 @@ void lqn_on_send(lq_loop *l, struct conn *c, int res)
     if (c->send_off >= c->sending.len) {
         c->sending.len = 0;
         c->send_off = 0;
-        shrink_obuf(&c->sending);
+        if (c->sending.cap > OUT_SHRINK_BYTES)
+            drop_obuf(l, &c->sending);
     }
     lqn_mark_dirty(l, c);
 }
@@ -323,6 +356,8 @@ uint8_t *lq_loop_out_reserve(lq_loop *l, lq_conn_id id, size_t n)
         return NULL;
     }
     struct obuf *b = &c->pend;
+    if (b->len + n > BUF_KEEP_BYTES)
+        c->big_ns = lq_mono_ns();
     if (b->cap - b->len < n) {
         size_t want = b->cap ? b->cap : OUT_INIT_BYTES;
         while (want - b->len < n)
@@ -333,6 +368,7 @@ uint8_t *lq_loop_out_reserve(lq_loop *l, lq_conn_id id, size_t n)
             conn_begin_close(l, c, false);
             return NULL;
         }
+        l->buf_bytes = l->buf_bytes - b->cap + want;
         b->p = p;
         b->cap = want;
     }
@@ -400,6 +436,45 @@ void lqn_sweep_timeouts(lq_loop *l, uint64_t now_ns)
     }
 }
 
+/* Every LQ_LOOP_SWEEP_MS, like the timeouts: buffers grown for large frames go back to their
+ * starting size once the connection has not needed them for BUF_IDLE_MS. An input buffer with a
+ * receive armed into it is shrunk when that receive comes back cancelled (lqn_on_recv). */
+void lqn_sweep_buffers(lq_loop *l, uint64_t now_ns)
+{
+    for (uint32_t s = 0, seen = 0; s < l->opts.max_connections && seen < l->n_conns; s++) {
+        struct conn *c = l->conns[s];
+        if (c == NULL)
+            continue;
+        seen++;
+        if (c->state != C_OPEN || !big_idle(c, now_ns))
+            continue;
+        if (c->pend.len == 0 && c->pend.cap > BUF_KEEP_BYTES)
+            drop_obuf(l, &c->pend);
+        if (!c->send_armed && c->sending.len == 0 && c->sending.cap > BUF_KEEP_BYTES)
+            drop_obuf(l, &c->sending);
+        /* Not while the loop has stopped reading (shutting down): a cancelled receive would not
+         * be armed again, and the peer's close would go unseen. */
+        if (c->in_len == 0 && c->in_cap > BUF_KEEP_BYTES && !l->stop_reading) {
+            if (!c->recv_armed) {
+                shrink_input_if_idle(l, c, now_ns);
+            } else if (!c->shrink_cancel) {
+                struct io_uring_sqe *sq = lqn_sqe(l);
+                io_uring_prep_cancel64(sq, UD(OP_RECV, c->slot, c->gen), 0);
+                io_uring_sqe_set_data64(sq, UD(OP_CANCEL, c->slot, c->gen));
+                c->shrink_cancel = true;
+                c->inflight++;
+            }
+        }
+    }
+    /* free() keeps what it can reuse; the buffers freed here (and the inputs shrunk since, when
+     * their cancelled receives came back) go back to the system. */
+    if (l->untrimmed >= TRIM_BYTES && now_ns - l->trimmed_ns >= (uint64_t)TRIM_EVERY_MS * 1000000u) {
+        (void)malloc_trim(0);
+        l->untrimmed = 0;
+        l->trimmed_ns = now_ns;
+    }
+}
+
 void lq_loop_pause(lq_loop *l, lq_conn_id id, bool paused)
 {
     struct conn *c = lqn_conn_get(l, id);
@@ -433,4 +508,9 @@ void lq_loop_close_all(lq_loop *l, bool flush)
 uint32_t lq_loop_conn_count(const lq_loop *l)
 {
     return l->n_conns;
+}
+
+size_t lq_loop_buffer_bytes(const lq_loop *l)
+{
+    return l->buf_bytes;
 }

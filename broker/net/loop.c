@@ -65,6 +65,7 @@ static lq_err conn_add(lq_loop *l, int fd, uint32_t tag, lq_conn_id *id)
     c->state = C_OPEN;
     c->in = in;
     c->in_cap = IN_INIT_BYTES;
+    l->buf_bytes += IN_INIT_BYTES;
     c->tag = tag;
     c->opened_ns = c->last_recv_ns = lq_mono_ns();
     l->conns[slot] = c;
@@ -154,6 +155,8 @@ static void dispatch(lq_loop *l, const struct io_uring_cqe *cqe)
         return; /* late completion of a released slot */
     LQ_ASSERT(c->inflight > 0);
     c->inflight--;
+    if (op == OP_CANCEL)
+        c->shrink_cancel = false;
     if (op == OP_RECV)
         lqn_on_recv(l, c, cqe->res);
     else if (op == OP_SEND)
@@ -383,6 +386,7 @@ lq_err lq_loop_run_once(lq_loop *l, int timeout_ms)
     if (now_ns - l->last_sweep_ns >= (uint64_t)LQ_LOOP_SWEEP_MS * 1000000u) {
         l->last_sweep_ns = now_ns;
         lqn_sweep_timeouts(l, now_ns);
+        lqn_sweep_buffers(l, now_ns);
         if (l->n_notify > 0) {
             lqn_notify_closes(l);
             timeout_ms = 0;

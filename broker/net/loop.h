@@ -124,6 +124,8 @@ void lq_loop_close(lq_loop *l, lq_conn_id id, bool flush);
 void lq_loop_close_all(lq_loop *l, bool flush);
 
 uint32_t lq_loop_conn_count(const lq_loop *l); /* connections not yet fully released */
+/* Bytes allocated for the connections' input and output buffers, all connections together. */
+size_t lq_loop_buffer_bytes(const lq_loop *l);
 
 /* The peer address of a connection ("HOST:PORT", "unix"), or "?" when id is stale or the
  * kernel will not say. For admin views: one getpeername per call. */

@@ -18,6 +18,14 @@
 #define IN_SHRINK_BYTES (1u << 20)   /* an idle input buffer above this goes back to IN_INIT */
 #define OUT_INIT_BYTES 512u
 #define OUT_SHRINK_BYTES (1u << 20)
+/* A buffer grown past BUF_KEEP_BYTES for a large frame (an image job: hundreds of KiB) goes back
+ * to its starting size once the connection has not needed more for BUF_IDLE_MS: otherwise every
+ * producer that once sent, and every worker that once took, a large job would hold up to 1 MiB
+ * per buffer for as long as it stays connected. */
+#define BUF_KEEP_BYTES (16u << 10)
+#define BUF_IDLE_MS 1000u
+#define TRIM_BYTES (256u << 10) /* freed since the last malloc_trim before the next one */
+#define TRIM_EVERY_MS 1000u     /* and at most this often: it walks the heap on the loop thread */
 #define SQ_ENTRIES 4096u
 #define CQ_ENTRIES_MAX 65536u
 #define LISTENERS_MAX 4 /* native TCP, Unix, HTTP, one more protocol */
@@ -63,6 +71,8 @@ struct conn {
     uint64_t opened_ns;      /* accepted at */
     uint64_t last_recv_ns;   /* last byte received (or reading resumed) */
     uint64_t out_since_ns;   /* last progress of unsent output (or when it started) */
+    uint64_t big_ns;         /* last time a buffer held (or needed) more than BUF_KEEP_BYTES */
+    bool shrink_cancel;      /* a cancel of the armed receive is in flight, to shrink the input */
     max_align_t user[]; /* handler state, opts.user_size bytes */
 };
 
@@ -106,6 +116,9 @@ struct lq_loop {
     uint64_t rejected, rejected_logged_ns;
     uint64_t last_sweep_ns;
     uint64_t timed_out, timed_out_logged_ns;
+    size_t buf_bytes;      /* capacity of every connection's buffers (lq_loop_buffer_bytes) */
+    size_t untrimmed;      /* buffer bytes freed since the last malloc_trim */
+    uint64_t trimmed_ns;   /* when that was */
     struct reader readers[READERS_MAX];
     uint32_t n_readers;
 };
@@ -121,5 +134,6 @@ void lqn_flush_dirty(lq_loop *l);
 void lqn_on_recv(lq_loop *l, struct conn *c, int res);
 void lqn_on_send(lq_loop *l, struct conn *c, int res);
 void lqn_sweep_timeouts(lq_loop *l, uint64_t now_ns);
+void lqn_sweep_buffers(lq_loop *l, uint64_t now_ns);
 
 #endif
