@@ -344,6 +344,7 @@ static void before_sleep(lq_server *s)
         if (bs_next < s->next_tick_ms)
             s->next_tick_ms = bs_next;
     }
+    srv_batches_trim(s, now); /* before the open batch may go to the committer */
     srv_maybe_submit(s);
     /* A read snapshot held across the wait would pin old pages and hide new commits. */
     srv_read_end(s);

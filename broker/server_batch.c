@@ -484,10 +484,44 @@ static void complete(lq_server *s, srv_batch *b, lq_err err, bool puts_dropped)
         }
         srv_send(s, d->conn, &r, NULL, 0);
     }
+    if (lq_batch_bytes(b->b) > SRV_BATCH_BIG_BYTES)
+        b->big_ms = srv_now(s);
     lq_batch_reset(b->b);
+    b->held = lq_batch_held_bytes(b->b) + (size_t)b->cap_def * sizeof(*b->def) +
+              (size_t)b->cap_items * sizeof(*b->items);
     b->n_def = 0;
     b->n_items = 0;
     b->failed = false;
+}
+
+void srv_batches_trim(lq_server *s, uint64_t now_ms)
+{
+    if (now_ms - s->last_trim_ms < SRV_BATCH_IDLE_MS)
+        return;
+    s->last_trim_ms = now_ms;
+    for (uint32_t i = 0; i < 3; i++) {
+        srv_batch *b = &s->batches[i];
+        bool with_committer = false;
+        for (uint32_t k = 0; k < s->n_inflight; k++)
+            with_committer |= s->inflight[k] == i;
+        /* With the committer, its thread reads it; open with work in it, the loop fills it. */
+        if (with_committer || !srv_batch_empty(b) || b->n_items > 0 || b->held <= SRV_BATCH_BIG_BYTES ||
+            now_ms - b->big_ms < SRV_BATCH_IDLE_MS)
+            continue;
+        lq_batch_trim(b->b);
+        free(b->def);
+        b->def = NULL;
+        b->cap_def = 0;
+        free(b->items);
+        b->items = NULL;
+        b->cap_items = 0;
+        b->held = lq_batch_held_bytes(b->b);
+    }
+}
+
+size_t srv_batches_held(const lq_server *s)
+{
+    return s->batches[0].held + s->batches[1].held + s->batches[2].held;
 }
 
 static bool reap_one(lq_server *s);

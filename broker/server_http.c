@@ -221,6 +221,10 @@ static void render_metrics(lq_server *s, tbuf *b)
     head(b, "leaseq_connection_buffer_bytes", "gauge",
          "Bytes allocated for the connections' input and output buffers (large ones shrink after 1 s unused).");
     tb_printf(b, "leaseq_connection_buffer_bytes %zu\n", lq_loop_buffer_bytes(s->loop) + bs_buffer_bytes(s->bs));
+    head(b, "leaseq_batch_buffer_bytes", "gauge",
+         "Bytes the group-commit batches keep between commits (payload copies; as of each one's last reset). "
+         "Given back after 1 s without a batch of more than 1 MiB.");
+    tb_printf(b, "leaseq_batch_buffer_bytes %zu\n", srv_batches_held(s));
     head(b, "leaseq_connections_accepted_total", "counter", "Connections accepted.");
     tb_printf(b, "leaseq_connections_accepted_total %llu\n", (unsigned long long)m->conns_accepted);
     head(b, "leaseq_parked_dequeues", "gauge", "Dequeues waiting for a job.");

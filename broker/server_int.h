@@ -45,6 +45,8 @@
 #define SRV_OUT_MAX_BYTES (64u << 20)  /* unsent output of one connection; over it: disconnect */
 #define SRV_OUT_PAUSE_BYTES (8u << 20) /* unsent output above which its input is not read */
 #define SRV_HOUSEKEEPING_MS 1000       /* the loop wakes at least this often */
+#define SRV_BATCH_BIG_BYTES (1u << 20) /* a round that copied more keeps its batch's memory ... */
+#define SRV_BATCH_IDLE_MS 1000u        /* ... until no round did for this long */
 #define SRV_SHUTDOWN_FLUSH_MS 5000     /* shutdown: how long connections get to take their replies */
 
 /* Per-connection state, kept in the loop's user area of the connection. */
@@ -100,6 +102,8 @@ typedef struct {
     srv_item *items;        /* owner: server; grows, kept across resets */
     uint32_t n_items, cap_items;
     bool failed;            /* an update/delete could not be added (out of memory) */
+    uint64_t big_ms;        /* last reset of a round that copied more than SRV_BATCH_BIG_BYTES */
+    size_t held;            /* its memory as of its last reset or trim (the gauge) */
 } srv_batch;
 
 /* A parked dequeue (an element of s->waiters; its slot handle is the core's waiter). */
@@ -179,7 +183,7 @@ struct lq_server {
     uint64_t stop_deadline_ms;
     uint64_t next_tick_ms;
     /* aggregated for logging (never one line per job) */
-    uint64_t requeued_expired, dead_lettered, last_agg_log_ms;
+    uint64_t requeued_expired, dead_lettered, last_agg_log_ms, last_trim_ms;
     uint64_t commits, commit_failures, commit_fail_logged_ms;
     uint64_t early_revoked; /* --dispatch early: jobs dispatched whose put then failed */
     uint64_t early_reads;   /* --dispatch early: job reads (leases, peeks) served from a batch not yet committed */
@@ -210,6 +214,10 @@ bool srv_handle_frame(lq_server *s, srv_conn *sc, const lq_frame *f);
 
 /* server_batch.c */
 lq_err srv_batches_init(lq_server *s);
+/* Batches that have not carried large payloads for SRV_BATCH_IDLE_MS give back what their
+ * resets keep (up to LQ_BATCH_KEEP_BYTES each); at most once a second. Loop thread only. */
+void srv_batches_trim(lq_server *s, uint64_t now_ms);
+size_t srv_batches_held(const lq_server *s);
 void srv_batches_free(lq_server *s);
 srv_batch *srv_open_batch(lq_server *s);
 /* Applies and clears s->ev: store events into the open batch, leases to waiters, logs. */

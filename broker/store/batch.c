@@ -28,6 +28,7 @@ struct lq_batch {
     block *head;      /* owner: batch; every block in list order */
     block *cur;       /* the block being filled; blocks after it are empty */
     size_t next_block; /* size of the next ordinary block */
+    size_t block_bytes; /* sum of the blocks' cap */
     uint64_t put_bytes; /* record + payload bytes of puts, plus the result bytes of finishes */
     uint64_t data_bytes; /* every byte copied into the arena since the reset */
     bool has_counters;
@@ -42,10 +43,12 @@ lq_batch *lq_batch_create(void)
     return b;
 }
 
-static void free_blocks(block *k)
+static void free_blocks(lq_batch *b, block *k)
 {
     while (k != NULL) {
         block *next = k->next;
+        LQ_ASSERT(b->block_bytes >= k->cap);
+        b->block_bytes -= k->cap;
         free(k);
         k = next;
     }
@@ -55,7 +58,7 @@ void lq_batch_destroy(lq_batch *b)
 {
     if (b == NULL)
         return;
-    free_blocks(b->head);
+    free_blocks(b, b->head);
     free(b->ops);
     free(b->put_at);
     free(b);
@@ -72,7 +75,7 @@ void lq_batch_reset(lq_batch *b)
         (*link)->used = 0;
         link = &(*link)->next;
     }
-    free_blocks(*link);
+    free_blocks(b, *link);
     *link = NULL;
     b->cur = b->head;
 
@@ -95,6 +98,25 @@ void lq_batch_reset(lq_batch *b)
     b->data_bytes = 0;
     b->has_counters = false;
     b->next_id = b->next_seq = 0;
+}
+
+void lq_batch_trim(lq_batch *b)
+{
+    LQ_ASSERT(b->n == 0);
+    free_blocks(b, b->head);
+    b->head = b->cur = NULL;
+    b->next_block = BLOCK_MIN;
+    free(b->ops);
+    b->ops = NULL;
+    b->cap = 0;
+    free(b->put_at);
+    b->put_at = NULL;
+    b->put_cap = 0;
+}
+
+size_t lq_batch_held_bytes(const lq_batch *b)
+{
+    return b->block_bytes + (size_t)b->cap * sizeof(*b->ops) + (size_t)b->put_cap * sizeof(*b->put_at);
 }
 
 uint32_t lq_batch_count(const lq_batch *b) { return b->n; }
@@ -121,6 +143,7 @@ static uint8_t *arena_alloc(lq_batch *b, size_t n)
             return NULL;
         k->cap = cap;
         k->used = 0;
+        b->block_bytes += cap;
         if (n <= b->next_block && b->next_block < BLOCK_MAX)
             b->next_block *= 2;
         /* Insert after cur so the kept empty blocks behind it stay usable. */

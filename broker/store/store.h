@@ -58,6 +58,10 @@ typedef struct lq_batch lq_batch;
 lq_batch *lq_batch_create(void); /* owner: caller, lq_batch_destroy; NULL on OOM */
 void lq_batch_destroy(lq_batch *b);
 void lq_batch_reset(lq_batch *b); /* empties it, keeps its memory for reuse */
+/* An empty batch gives back the memory a reset keeps (up to LQ_BATCH_KEEP_BYTES of payload
+ * copies): for a batch that has not been big for a while. */
+void lq_batch_trim(lq_batch *b);
+size_t lq_batch_held_bytes(const lq_batch *b); /* arena blocks and op arrays allocated */
 uint32_t lq_batch_count(const lq_batch *b); /* operations queued */
 /* Bytes copied into the batch so far (payloads, records, error texts): lets the loop stop
  * filling a batch early. put_job refuses with LQ_E_LIMIT past 512 MiB of puts. */

@@ -6,7 +6,9 @@
  * still work: a second large job and a small one each, compared byte for byte. The same through
  * the beanstalk port, whose own copy of each connection's input counts in the gauge: 4 puts of
  * 600 KiB and a reserve, then small puts on the same connections. After the clients leave the
- * gauge must hold the HTTP connection's bytes only. */
+ * gauge must hold the HTTP connection's bytes only. And the group-commit batches: one that copied
+ * 4 x 600 KiB keeps that memory for the next round (leaseq_batch_buffer_bytes), and gives it
+ * back within 5 s once no round has been that big for 1 s. No client may have reconnected. */
 #include "overload.h"
 
 #define N_CONNS 8
@@ -202,6 +204,33 @@ static int body(const char *tmpdir)
     printf("buffers: %lld bytes %.1f s later, with all %d connections still open (bound %lld); broker anonymous RSS %ld -> "
            "%ld -> %ld KiB\n",
            shrunk, (double)(h_now_ms() - t0) / 1000.0, 2 * N_CONNS, bound, rss0, rss1, rss2);
+
+    /* A batch that copied 2.4 MB of payloads keeps that memory for the next round, and gives it
+     * back once no round has been that big for 1 s. */
+    {
+        enum { BULK = 4 };
+        static uint8_t bulk[BIG];
+        fill(bulk, BIG, 99);
+        leaseq_job_spec js[BULK];
+        leaseq_enqueue_result res[BULK];
+        for (int i = 0; i < BULK; i++)
+            js[i] = (leaseq_job_spec){.queue = "bulk", .payload = bulk, .payload_len = BIG};
+        OV_CHECK(leaseq_enqueue_batch(prod[0], js, BULK, res, CALL_MS) == LEASEQ_OK && res[BULK - 1].err == LEASEQ_OK,
+                 "bulk enqueue");
+        long long held = metric("leaseq_batch_buffer_bytes"), kept = -1;
+        OV_CHECK(held >= (long long)BULK * BIG, "the batch kept %lld bytes after copying %u", held, BULK * BIG);
+        uint64_t tb = h_now_ms();
+        uint64_t end = tb + 5000;
+        do {
+            kept = metric("leaseq_batch_buffer_bytes");
+            if (kept >= 0 && kept <= 3ll * (1 << 20))
+                break;
+            h_sleep_ms(100);
+        } while (h_now_ms() < end);
+        printf("batches: %lld bytes kept after a batch of %d x %u bytes, %lld bytes %.1f s later\n", held, BULK, BIG,
+               kept, (double)(h_now_ms() - tb) / 1000.0);
+        OV_CHECK(kept >= 0 && kept <= 3ll * (1 << 20), "the batches still keep %lld bytes", kept);
+    }
 
     /* every connection works after its buffers went back: large, then small */
     if (round_trip(prod, work, BIG, 2) != 0 || round_trip(prod, work, 100, 3) != 0)

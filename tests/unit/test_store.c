@@ -177,6 +177,45 @@ static void test_batch_copies_and_reset(void **state)
     lq_batch_destroy(b);
 }
 
+/* A reset keeps up to LQ_BATCH_KEEP_BYTES for the next round; a trim gives all of it back, and
+ * the batch works as before afterwards. */
+static void test_batch_trim(void **state)
+{
+    (void)state;
+    lq_batch *b = lq_batch_create();
+    assert_non_null(b);
+    assert_int_equal(lq_batch_held_bytes(b), 0);
+    uint32_t big = 600u << 10;
+    uint8_t *p = malloc(big);
+    assert_non_null(p);
+    for (uint32_t i = 0; i < big; i++)
+        p[i] = (uint8_t)(i * 7);
+    for (uint64_t id = 1; id <= 40; id++) /* 24 MiB: kept whole by a reset */
+        put(b, id, p, big);
+    assert_true(lq_batch_held_bytes(b) >= 40ull * big);
+    lq_batch_reset(b);
+    assert_true(lq_batch_held_bytes(b) >= 40ull * big);
+    assert_true(lq_batch_held_bytes(b) <= LQ_BATCH_KEEP_BYTES + (64u << 10) * sizeof(lq_batch_op));
+    lq_batch_trim(b);
+    assert_int_equal(lq_batch_held_bytes(b), 0);
+    for (uint64_t id = 100; id < 103; id++)
+        put(b, id, p, big);
+    put(b, 103, p, 5);
+    lq_job_view v;
+    assert_int_equal(lq_batch_find_job(b, 101, &v), LQ_OK);
+    assert_int_equal(v.payload_len, big);
+    assert_memory_equal(v.payload, p, big);
+    assert_int_equal(lq_batch_find_job(b, 103, &v), LQ_OK);
+    assert_memory_equal(v.payload, p, 5);
+    assert_true(lq_batch_held_bytes(b) >= 3ull * big && lq_batch_held_bytes(b) < 8ull * big);
+    lq_batch_reset(b);
+    lq_batch_trim(b);
+    lq_batch_trim(b); /* twice is fine */
+    assert_int_equal(lq_batch_held_bytes(b), 0);
+    free(p);
+    lq_batch_destroy(b);
+}
+
 /* --dispatch early reads a job whose put is still in a batch: the same view a store read gives. */
 static void test_batch_find_job(void **state)
 {
@@ -652,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_sync_mode_parse),
         cmocka_unit_test(test_batch_copies_and_reset),
         cmocka_unit_test(test_batch_find_job),
+        cmocka_unit_test(test_batch_trim),
         cmocka_unit_test_setup_teardown(test_put_load_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_payload_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_and_delete, setup, teardown),
