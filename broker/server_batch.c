@@ -484,7 +484,9 @@ static void complete(lq_server *s, srv_batch *b, lq_err err, bool puts_dropped)
         }
         srv_send(s, d->conn, &r, NULL, 0);
     }
-    if (lq_batch_bytes(b->b) > SRV_BATCH_BIG_BYTES)
+    /* Payload copies, and the op and reply arrays of a round of many small jobs too. */
+    if (lq_batch_used_bytes(b->b) + (size_t)b->n_def * sizeof(*b->def) + (size_t)b->n_items * sizeof(*b->items) >
+        SRV_BATCH_BIG_BYTES)
         b->big_ms = srv_now(s);
     lq_batch_reset(b->b);
     b->held = lq_batch_held_bytes(b->b) + (size_t)b->cap_def * sizeof(*b->def) +

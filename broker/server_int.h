@@ -102,7 +102,7 @@ typedef struct {
     srv_item *items;        /* owner: server; grows, kept across resets */
     uint32_t n_items, cap_items;
     bool failed;            /* an update/delete could not be added (out of memory) */
-    uint64_t big_ms;        /* last reset of a round that copied more than SRV_BATCH_BIG_BYTES */
+    uint64_t big_ms;        /* last reset of a round that needed more than SRV_BATCH_BIG_BYTES */
     size_t held;            /* its memory as of its last reset or trim (the gauge) */
 } srv_batch;
 

@@ -585,7 +585,8 @@ size_t bs_on_data(lq_server *s, srv_conn *sc, const uint8_t *data, size_t len, s
         c->in = p;
         c->in_cap = want;
     }
-    memcpy(c->in + c->in_len, data, len);
+    if (len > 0) /* c->in may be NULL (freed while idle) */
+        memcpy(c->in + c->in_len, data, len);
     c->in_len += len;
     if (c->in_len > BS_IN_KEEP_BYTES)
         c->in_big_ms = srv_now(s);

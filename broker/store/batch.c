@@ -105,6 +105,7 @@ void lq_batch_trim(lq_batch *b)
     LQ_ASSERT(b->n == 0);
     free_blocks(b, b->head);
     b->head = b->cur = NULL;
+    b->data_bytes = 0;
     b->next_block = BLOCK_MIN;
     free(b->ops);
     b->ops = NULL;
@@ -117,6 +118,11 @@ void lq_batch_trim(lq_batch *b)
 size_t lq_batch_held_bytes(const lq_batch *b)
 {
     return b->block_bytes + (size_t)b->cap * sizeof(*b->ops) + (size_t)b->put_cap * sizeof(*b->put_at);
+}
+
+size_t lq_batch_used_bytes(const lq_batch *b)
+{
+    return b->data_bytes + (size_t)b->n * sizeof(*b->ops) + (size_t)b->puts * sizeof(*b->put_at);
 }
 
 uint32_t lq_batch_count(const lq_batch *b) { return b->n; }

@@ -62,6 +62,7 @@ void lq_batch_reset(lq_batch *b); /* empties it, keeps its memory for reuse */
  * copies): for a batch that has not been big for a while. */
 void lq_batch_trim(lq_batch *b);
 size_t lq_batch_held_bytes(const lq_batch *b); /* arena blocks and op arrays allocated */
+size_t lq_batch_used_bytes(const lq_batch *b); /* what this round needed of them */
 uint32_t lq_batch_count(const lq_batch *b); /* operations queued */
 /* Bytes copied into the batch so far (payloads, records, error texts): lets the loop stop
  * filling a batch early. put_job refuses with LQ_E_LIMIT past 512 MiB of puts. */

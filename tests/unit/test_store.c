@@ -193,7 +193,9 @@ static void test_batch_trim(void **state)
     for (uint64_t id = 1; id <= 40; id++) /* 24 MiB: kept whole by a reset */
         put(b, id, p, big);
     assert_true(lq_batch_held_bytes(b) >= 40ull * big);
+    assert_true(lq_batch_used_bytes(b) >= 40ull * big && lq_batch_used_bytes(b) <= lq_batch_held_bytes(b));
     lq_batch_reset(b);
+    assert_int_equal(lq_batch_used_bytes(b), 0); /* what the next round needs starts again */
     assert_true(lq_batch_held_bytes(b) >= 40ull * big);
     assert_true(lq_batch_held_bytes(b) <= LQ_BATCH_KEEP_BYTES + (64u << 10) * sizeof(lq_batch_op));
     lq_batch_trim(b);
